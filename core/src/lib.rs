@@ -1,0 +1,38 @@
+//! # klad-core
+//!
+//! The co-written ordinance and everything people say about it, as Automerge
+//! documents: the schema, the domain operations, the rules of who may do what,
+//! the views people read, and a crash-safe store.
+//!
+//! Core does no network IO, reads no clock (every operation takes `now_ms`) and
+//! runs no async runtime: the server and the phone client are adapters around it.
+//!
+//! - [`rules::may`] is the one table of who may do what, when.
+//! - [`ProcessDoc`], [`TextDoc`], [`ContributionsDoc`] are the three kinds of document.
+//! - [`Session`] is one member at work: every domain operation, checked against the rules.
+//! - [`views`] are pure functions over a process's documents.
+//! - [`store`] keeps documents durably on disk.
+
+pub mod anchor;
+pub mod contributions;
+pub mod document;
+pub mod error;
+pub mod ids;
+pub mod order;
+pub mod process;
+pub mod rules;
+pub mod session;
+pub mod store;
+pub mod text;
+pub mod views;
+
+pub use anchor::AnchorView;
+pub use automerge::{ActorId, ChangeHash};
+pub use contributions::{AnswerStatus, Body, Contribution, ContributionsDoc, ReadMark, StoredAnchor};
+pub use document::{DocKind, KladDocument, SCHEMA_VERSION};
+pub use error::{Error, Result};
+pub use ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
+pub use process::{Member, NewMember, ProcessDoc, ProcessInfo};
+pub use rules::{Action, Phase, Refusal, Role, may};
+pub use session::{OnBehalf, ProcessDocs, Session};
+pub use text::{Splice, TextDoc};

@@ -1,0 +1,260 @@
+//! The process document: title, phase, members and the ids of the other
+//! documents. Only the server writes it, on a facilitator's authenticated
+//! request; everyone reads it.
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
+use serde::{Deserialize, Serialize};
+
+use crate::document::{
+    DocKind, get_i64, get_obj, get_str, klad_document, transact, write_header,
+};
+use crate::error::{Error, Result};
+use crate::ids::{DocId, MemberId, ProcessId};
+use crate::rules::{Action, Phase, Role, may};
+
+/// A member of a process, as recorded in the process document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Stable member id.
+    pub id: MemberId,
+    /// The name shown next to everything they write.
+    pub name: String,
+    /// Their role in this process.
+    pub role: Role,
+    /// The id of the document holding their contributions.
+    pub contributions_doc: DocId,
+    /// Hex Automerge actor ids of their devices, sorted.
+    pub devices: Vec<String>,
+}
+
+/// Everything the process document says, read at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub id: ProcessId,
+    /// Title of the ordinance being written.
+    pub title: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// The id of the text document.
+    pub text_doc: DocId,
+    /// Members by id.
+    pub members: BTreeMap<MemberId, Member>,
+}
+
+impl ProcessInfo {
+    /// The member with `id`, or a sentence saying they are not a member.
+    pub fn member(&self, id: &MemberId) -> Result<&Member> {
+        self.members.get(id).ok_or_else(|| {
+            Error::NotFound(format!(
+                "{id} is not a member of the process \"{}\". Ask a facilitator for an invitation.",
+                self.title
+            ))
+        })
+    }
+
+    /// The member who owns a device with the given hex actor id.
+    pub fn member_for_actor(&self, actor_hex: &str) -> Option<&Member> {
+        self.members
+            .values()
+            .find(|m| m.devices.iter().any(|d| d == actor_hex))
+    }
+}
+
+/// What to record about a new member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMember {
+    /// Their id (usually [`MemberId::random`]).
+    pub id: MemberId,
+    /// Display name; must not be blank.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+    /// The id of their (already created) contributions document.
+    pub contributions_doc: DocId,
+}
+
+/// The process document.
+#[derive(Clone, Debug)]
+pub struct ProcessDoc {
+    doc: Automerge,
+}
+
+klad_document!(ProcessDoc, DocKind::Process);
+
+impl ProcessDoc {
+    /// Creates the process document of a new process, in the drafting phase.
+    pub fn create(
+        now_ms: i64,
+        id: &ProcessId,
+        title: &str,
+        text_doc: &DocId,
+    ) -> Result<ProcessDoc> {
+        let title = title.trim();
+        if title.is_empty() {
+            return Err(Error::InvalidInput(
+                "A process needs a title; give the ordinance a name.".into(),
+            ));
+        }
+        let mut doc = Automerge::new();
+        transact(&mut doc, now_ms, format!("create process \"{title}\""), |tx| {
+            write_header(tx, DocKind::Process)?;
+            tx.put(ROOT, "id", id.as_str())?;
+            tx.put(ROOT, "title", title)?;
+            tx.put(ROOT, "phase", Phase::Drafting.as_str())?;
+            tx.put(ROOT, "text_doc", text_doc.as_str())?;
+            tx.put(ROOT, "created_at", ScalarValue::Int(now_ms))?;
+            tx.put_object(ROOT, "members", ObjType::Map)?;
+            Ok(())
+        })?;
+        Ok(ProcessDoc { doc })
+    }
+
+    /// Reads the whole process document.
+    pub fn info(&self) -> Result<ProcessInfo> {
+        let d = &self.doc;
+        let missing = |what: &str| {
+            Error::NotFound(format!(
+                "The process document has no {what} yet; it has not fully arrived on this device. Connect to sync it."
+            ))
+        };
+        let id = get_str(d, &ROOT, "id").ok_or_else(|| missing("id"))?;
+        let title = get_str(d, &ROOT, "title").ok_or_else(|| missing("title"))?;
+        let phase = get_str(d, &ROOT, "phase")
+            .and_then(|p| Phase::parse(&p))
+            .ok_or_else(|| missing("phase"))?;
+        let text_doc = get_str(d, &ROOT, "text_doc").ok_or_else(|| missing("text document id"))?;
+        let members_obj =
+            get_obj(d, &ROOT, "members", ObjType::Map).ok_or_else(|| missing("member list"))?;
+        let mut members = BTreeMap::new();
+        for item in d.map_range(&members_obj, ..) {
+            let mid = MemberId(item.key.to_string());
+            let obj = item.id();
+            let (Some(name), Some(role), Some(cdoc)) = (
+                get_str(d, &obj, "name"),
+                get_str(d, &obj, "role").and_then(|r| Role::parse(&r)),
+                get_str(d, &obj, "contributions_doc"),
+            ) else {
+                continue;
+            };
+            let mut devices: Vec<String> = get_obj(d, &obj, "devices", ObjType::Map)
+                .map(|dev| d.keys(&dev).collect())
+                .unwrap_or_default();
+            devices.sort();
+            members.insert(
+                mid.clone(),
+                Member {
+                    id: mid,
+                    name,
+                    role,
+                    contributions_doc: DocId(cdoc),
+                    devices,
+                },
+            );
+        }
+        Ok(ProcessInfo {
+            id: ProcessId(id),
+            title,
+            phase,
+            text_doc: DocId(text_doc),
+            members,
+        })
+    }
+
+    /// When the process was created (ms since the Unix epoch).
+    pub fn created_at(&self) -> Option<i64> {
+        get_i64(&self.doc, &ROOT, "created_at")
+    }
+
+    /// Checks that `by` (a facilitator, or `None` for the server operator on the
+    /// command line) may take `action` now.
+    fn check_steward(&self, info: &ProcessInfo, by: Option<&MemberId>, action: Action) -> Result<()> {
+        if let Some(by) = by {
+            let m = info.member(by)?;
+            may(m.role, info.phase, action)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a member. `by` is the facilitator asking (or `None` for the operator).
+    pub fn add_member(&mut self, now_ms: i64, by: Option<&MemberId>, new: &NewMember) -> Result<()> {
+        let info = self.info()?;
+        self.check_steward(&info, by, Action::ManageMembers)?;
+        let name = new.name.trim();
+        if name.is_empty() {
+            return Err(Error::InvalidInput(
+                "A member needs a name that others will see next to their words; give a non-empty name.".into(),
+            ));
+        }
+        if info.members.contains_key(&new.id) {
+            return Err(Error::InvalidInput(format!(
+                "{} is already a member of this process; invite a new member with a new id.",
+                new.id
+            )));
+        }
+        let members = get_obj(&self.doc, &ROOT, "members", ObjType::Map)
+            .ok_or_else(|| Error::Corrupt("The process document has no member list.".into()))?;
+        transact(&mut self.doc, now_ms, format!("add {} {name}", new.role), |tx| {
+            let m = tx.put_object(&members, new.id.as_str(), ObjType::Map)?;
+            tx.put(&m, "name", name)?;
+            tx.put(&m, "role", new.role.as_str())?;
+            tx.put(&m, "contributions_doc", new.contributions_doc.as_str())?;
+            tx.put(&m, "joined_at", ScalarValue::Int(now_ms))?;
+            tx.put_object(&m, "devices", ObjType::Map)?;
+            Ok(())
+        })
+    }
+
+    /// Records that `actor` is a device of `member`, so that their changes are
+    /// attributed to them in blame and history.
+    pub fn register_device(&mut self, now_ms: i64, member: &MemberId, actor: &ActorId) -> Result<()> {
+        let info = self.info()?;
+        info.member(member)?;
+        let hex = actor.to_hex_string();
+        if let Some(owner) = info.member_for_actor(&hex) {
+            if &owner.id == member {
+                return Ok(());
+            }
+            return Err(Error::InvalidInput(format!(
+                "This device id already belongs to {}; each device needs its own id.",
+                owner.name
+            )));
+        }
+        let members = get_obj(&self.doc, &ROOT, "members", ObjType::Map)
+            .ok_or_else(|| Error::Corrupt("The process document has no member list.".into()))?;
+        let m = get_obj(&self.doc, &members, member.as_str(), ObjType::Map)
+            .ok_or_else(|| Error::Corrupt("The member entry is damaged.".into()))?;
+        let devices = get_obj(&self.doc, &m, "devices", ObjType::Map)
+            .ok_or_else(|| Error::Corrupt("The member entry has no device list.".into()))?;
+        transact(&mut self.doc, now_ms, format!("register device of {member}"), |tx| {
+            tx.put(&devices, hex.as_str(), ScalarValue::Int(now_ms))?;
+            Ok(())
+        })
+    }
+
+    /// Moves the process to `to`, which must be the next phase. `by` is the
+    /// facilitator asking (or `None` for the operator).
+    pub fn set_phase(&mut self, now_ms: i64, by: Option<&MemberId>, to: Phase) -> Result<()> {
+        let info = self.info()?;
+        self.check_steward(&info, by, Action::ChangePhase)?;
+        if info.phase.next() != Some(to) {
+            return Err(Error::InvalidInput(match info.phase.next() {
+                Some(next) => format!(
+                    "The process is in the {} phase and can only move on to the {next} phase, not to {to}.",
+                    info.phase
+                ),
+                None => format!(
+                    "The process is in the {} phase, which is the last one; it cannot move to {to}.",
+                    info.phase
+                ),
+            }));
+        }
+        transact(&mut self.doc, now_ms, format!("phase {to}"), |tx| {
+            tx.put(ROOT, "phase", to.as_str())?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,305 @@
+//! Who may do what, and when: the one table every part of Klad consults.
+//!
+//! [`may`] is used by core to refuse an operation locally with a clear sentence,
+//! and by the server's share policy to decide which documents a connection may
+//! write. The whole table is documented in `docs/SCHEMA.md`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The role of a member in a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A resident who writes the article text.
+    Drafter,
+    /// A civil servant who comments, suggests wording and gives formal answers.
+    Official,
+    /// A member of the facilitation team who runs the process.
+    Facilitator,
+    /// Reads everything, writes nothing but their own read marks.
+    Observer,
+}
+
+impl Role {
+    /// Every role, in table order.
+    pub const ALL: [Role; 4] = [
+        Role::Drafter,
+        Role::Official,
+        Role::Facilitator,
+        Role::Observer,
+    ];
+
+    /// The stored name (`drafter`, `official`, `facilitator`, `observer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Drafter => "drafter",
+            Role::Official => "official",
+            Role::Facilitator => "facilitator",
+            Role::Observer => "observer",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Role::Drafter => "drafters",
+            Role::Official => "officials",
+            Role::Facilitator => "facilitators",
+            Role::Observer => "observers",
+        }
+    }
+
+    /// Parses a stored or typed role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The phase of a process. Phases only move forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Residents write the text; everyone discusses it.
+    Drafting,
+    /// The text is frozen; officials and residents discuss and answer.
+    Consultation,
+    /// The process is closed; only formal answers, moderation and reading remain.
+    Final,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 3] = [Phase::Drafting, Phase::Consultation, Phase::Final];
+
+    /// The stored name (`drafting`, `consultation`, `final`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Drafting => "drafting",
+            Phase::Consultation => "consultation",
+            Phase::Final => "final",
+        }
+    }
+
+    /// Parses a stored or typed phase name.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The phase after this one, if any.
+    pub fn next(self) -> Option<Phase> {
+        match self {
+            Phase::Drafting => Some(Phase::Consultation),
+            Phase::Consultation => Some(Phase::Final),
+            Phase::Final => None,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a member can ask Klad to do that the rules decide on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Create, reorder or remove articles; edit a heading or body.
+    EditText,
+    /// Comment on a passage of an article.
+    Comment,
+    /// Reply in a thread.
+    Reply,
+    /// Suggest new wording for a passage.
+    Suggest,
+    /// Accept (applying it to the text) or reject a suggestion.
+    DecideSuggestion,
+    /// Give a formal answer to a thread.
+    Answer,
+    /// Resolve or reopen a thread.
+    Resolve,
+    /// Hide or unhide a contribution, with a reason.
+    Hide,
+    /// Enter a comment, reply or suggestion on behalf of someone without a phone.
+    EnterOnBehalf,
+    /// Record what one has read.
+    MarkRead,
+    /// Move the process to its next phase.
+    ChangePhase,
+    /// Invite members or change their devices.
+    ManageMembers,
+}
+
+impl Action {
+    /// Every action, in table order.
+    pub const ALL: [Action; 12] = [
+        Action::EditText,
+        Action::Comment,
+        Action::Reply,
+        Action::Suggest,
+        Action::DecideSuggestion,
+        Action::Answer,
+        Action::Resolve,
+        Action::Hide,
+        Action::EnterOnBehalf,
+        Action::MarkRead,
+        Action::ChangePhase,
+        Action::ManageMembers,
+    ];
+
+    /// What doing it is called in a sentence ("change the article text").
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Action::EditText => "change the article text",
+            Action::Comment => "comment on a passage",
+            Action::Reply => "reply in a thread",
+            Action::Suggest => "suggest new wording",
+            Action::DecideSuggestion => "accept or reject a suggestion",
+            Action::Answer => "give a formal answer",
+            Action::Resolve => "resolve or reopen a thread",
+            Action::Hide => "hide or unhide a contribution",
+            Action::EnterOnBehalf => "enter a contribution on behalf of someone else",
+            Action::MarkRead => "mark contributions as read",
+            Action::ChangePhase => "move the process to its next phase",
+            Action::ManageMembers => "invite members or manage their devices",
+        }
+    }
+
+    /// The roles that may take this action (in some phase).
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Action::EditText | Action::DecideSuggestion => &[Drafter],
+            Action::Comment | Action::Reply => &[Drafter, Official, Facilitator],
+            Action::Suggest => &[Drafter, Official],
+            Action::Answer => &[Official],
+            Action::Resolve => &[Drafter, Facilitator],
+            Action::Hide
+            | Action::EnterOnBehalf
+            | Action::ChangePhase
+            | Action::ManageMembers => &[Facilitator],
+            Action::MarkRead => &[Drafter, Official, Facilitator, Observer],
+        }
+    }
+
+    /// The phases in which this action is possible (for the roles that may take it).
+    pub fn phases(self) -> &'static [Phase] {
+        use Phase::*;
+        match self {
+            // Rule 1 of DESIGN.md: the text changes only while drafting.
+            Action::EditText | Action::DecideSuggestion | Action::Suggest => &[Drafting],
+            Action::Comment
+            | Action::Reply
+            | Action::Resolve
+            | Action::EnterOnBehalf
+            | Action::ChangePhase
+            | Action::ManageMembers => &[Drafting, Consultation],
+            Action::Answer | Action::Hide | Action::MarkRead => &[Drafting, Consultation, Final],
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.phrase())
+    }
+}
+
+/// Why an action was refused: a sentence for a person, plus what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The role that asked.
+    pub role: Role,
+    /// The phase the process was in.
+    pub phase: Phase,
+    /// What was asked.
+    pub action: Action,
+    /// The sentence shown to the person.
+    pub message: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn join_or(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {}", init.join(", "), last),
+    }
+}
+
+/// Decides whether a member with `role` may take `action` while the process is in `phase`.
+///
+/// This is the only place the rules live. A refusal carries a sentence that says
+/// what is not allowed and who or when it is allowed instead.
+pub fn may(role: Role, phase: Phase, action: Action) -> Result<(), Refusal> {
+    let roles = action.roles();
+    let phases = action.phases();
+    let message = if !roles.contains(&role) {
+        let allowed: Vec<&str> = roles.iter().map(|r| r.plural()).collect();
+        format!(
+            "As {} {}, you cannot {}: only {} can.",
+            if role == Role::Official { "an" } else { "a" },
+            role.as_str(),
+            action.phrase(),
+            join_or(&allowed)
+        )
+    } else if !phases.contains(&phase) {
+        let allowed: Vec<&str> = phases.iter().map(|p| p.as_str()).collect();
+        format!(
+            "You cannot {} now: this process is in the {} phase, and that is only possible in the {} phase.",
+            action.phrase(),
+            phase.as_str(),
+            join_or(&allowed)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Refusal {
+        role,
+        phase,
+        action,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        for p in Phase::ALL {
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Role::parse("admin"), None);
+    }
+
+    #[test]
+    fn text_is_only_for_drafters_while_drafting() {
+        assert!(may(Role::Drafter, Phase::Drafting, Action::EditText).is_ok());
+        let r = may(Role::Official, Phase::Drafting, Action::EditText).unwrap_err();
+        assert_eq!(
+            r.message,
+            "As an official, you cannot change the article text: only drafters can."
+        );
+        let r = may(Role::Drafter, Phase::Consultation, Action::EditText).unwrap_err();
+        assert!(r.message.contains("consultation phase"), "{}", r.message);
+    }
+}

@@ -1,0 +1,527 @@
+//! A member at work on one process: the domain operations, each checked
+//! against the rules before it touches a document.
+
+use std::collections::BTreeMap;
+
+use automerge::ActorId;
+use serde::{Deserialize, Serialize};
+
+use crate::anchor::{self, AnchorView};
+use crate::contributions::{AnswerStatus, Body, Contribution, ContributionsDoc, ReadMark};
+use crate::document::KladDocument;
+use crate::error::{Error, Result};
+use crate::ids::{ArticleId, ContributionId, MemberId};
+use crate::process::{Member, ProcessDoc, ProcessInfo};
+use crate::rules::{Action, Phase, may};
+use crate::text::{Splice, TextDoc};
+
+/// All documents of one process as one device holds them.
+#[derive(Clone, Debug)]
+pub struct ProcessDocs {
+    /// The process document.
+    pub process: ProcessDoc,
+    /// The text document.
+    pub text: TextDoc,
+    /// Contributions documents by owner.
+    pub contributions: BTreeMap<MemberId, ContributionsDoc>,
+}
+
+impl ProcessDocs {
+    /// Merges everything `other` holds into these documents (used by tests and
+    /// by peers that exchange whole documents; the sync layer uses changes).
+    pub fn merge(&mut self, other: &ProcessDocs) -> Result<()> {
+        self.process.merge(&other.process)?;
+        self.text.merge(&other.text)?;
+        for (m, doc) in &other.contributions {
+            match self.contributions.get_mut(m) {
+                Some(mine) => mine.merge(doc)?,
+                None => {
+                    self.contributions.insert(m.clone(), doc.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every contribution of the process, from the documents of its members,
+    /// each document read only if its owner matches the member it is held for.
+    pub fn all_contributions(&self) -> Vec<Contribution> {
+        self.contributions
+            .iter()
+            .filter(|(m, doc)| doc.owner().as_ref() == Some(m))
+            .flat_map(|(_, doc)| doc.contributions())
+            .collect()
+    }
+
+    /// The contribution with `id`, wherever it is.
+    pub fn contribution(&self, id: &ContributionId) -> Option<Contribution> {
+        self.contributions
+            .iter()
+            .filter(|(m, doc)| doc.owner().as_ref() == Some(m) && doc.contains(id))
+            .flat_map(|(_, doc)| doc.contributions())
+            .find(|c| &c.id == id)
+    }
+}
+
+/// What a facilitator enters on behalf of someone without a phone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OnBehalf {
+    /// A comment on characters `start..end` of an article.
+    Comment {
+        /// The article.
+        article: ArticleId,
+        /// First character.
+        start: usize,
+        /// End (exclusive).
+        end: usize,
+        /// What they said.
+        text: String,
+    },
+    /// A reply in a thread.
+    Reply {
+        /// The thread.
+        thread: ContributionId,
+        /// What they said.
+        text: String,
+    },
+    /// A suggestion for characters `start..end` of an article.
+    Suggestion {
+        /// The article.
+        article: ArticleId,
+        /// First character.
+        start: usize,
+        /// End (exclusive).
+        end: usize,
+        /// Proposed wording.
+        replacement: String,
+        /// Why.
+        text: String,
+    },
+}
+
+/// One member working on one process on one device.
+///
+/// Every operation takes `now_ms` (milliseconds since the Unix epoch) from the
+/// caller: core reads no clock. Every operation first asks [`may`] with the
+/// member's role and the process phase, then writes one Automerge change.
+#[derive(Clone, Debug)]
+pub struct Session {
+    docs: ProcessDocs,
+    me: MemberId,
+}
+
+fn non_blank(text: &str, what: &str) -> Result<String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "The {what} is empty; write something before sending it."
+        )));
+    }
+    Ok(t.to_owned())
+}
+
+impl Session {
+    /// Starts a session for member `me` whose device writes with `device`.
+    pub fn new(mut docs: ProcessDocs, me: MemberId, device: ActorId) -> Session {
+        docs.text.set_actor(device.clone());
+        for doc in docs.contributions.values_mut() {
+            doc.set_actor(device.clone());
+        }
+        Session { docs, me }
+    }
+
+    /// The documents, for views, storage and sync.
+    pub fn docs(&self) -> &ProcessDocs {
+        &self.docs
+    }
+
+    /// The documents, for applying changes from sync. Writing through them
+    /// bypasses the rules; the server re-checks everything anyway.
+    pub fn docs_mut(&mut self) -> &mut ProcessDocs {
+        &mut self.docs
+    }
+
+    /// Ends the session, returning the documents.
+    pub fn into_docs(self) -> ProcessDocs {
+        self.docs
+    }
+
+    /// The member this session acts for.
+    pub fn member_id(&self) -> &MemberId {
+        &self.me
+    }
+
+    fn me(&self) -> Result<(ProcessInfo, Member)> {
+        let info = self.docs.process.info()?;
+        let me = info.member(&self.me)?.clone();
+        Ok((info, me))
+    }
+
+    fn check(&self, action: Action) -> Result<Phase> {
+        let (info, me) = self.me()?;
+        may(me.role, info.phase, action)?;
+        Ok(info.phase)
+    }
+
+    fn my_doc(&mut self) -> Result<&mut ContributionsDoc> {
+        let me = self.me.clone();
+        let doc = self.docs.contributions.get_mut(&me).ok_or_else(|| {
+            Error::NotFound(
+                "Your contributions document is not on this device yet; connect once to sync it.".into(),
+            )
+        })?;
+        if doc.owner().as_ref() != Some(&me) {
+            return Err(Error::NotAllowed(
+                "That contributions document belongs to someone else; you can only write your own contributions.".into(),
+            ));
+        }
+        Ok(doc)
+    }
+
+    fn add(&mut self, now_ms: i64, on_behalf_of: Option<&str>, body: Body) -> Result<ContributionId> {
+        let id = ContributionId::random();
+        self.my_doc()?.add(now_ms, &id, on_behalf_of, &body)?;
+        Ok(id)
+    }
+
+    fn thread_root(&self, thread: &ContributionId) -> Result<Contribution> {
+        match self.docs.contribution(thread) {
+            Some(c) if matches!(c.body, Body::Comment { .. } | Body::Suggestion { .. }) => Ok(c),
+            Some(_) => Err(Error::InvalidInput(format!(
+                "{thread} is not a comment or suggestion, so it does not start a thread; reply to the thread's first contribution."
+            ))),
+            None => Err(Error::NotFound(format!(
+                "There is no thread {thread} on this device. It may not have synced yet; check the id or sync first."
+            ))),
+        }
+    }
+
+    // ---- the text ----
+
+    /// Adds an article after `after` (or at the start), returning its id.
+    pub fn create_article(
+        &mut self,
+        now_ms: i64,
+        after: Option<&ArticleId>,
+        heading: &str,
+        body: &str,
+    ) -> Result<ArticleId> {
+        self.check(Action::EditText)?;
+        let id = ArticleId::random();
+        self.docs
+            .text
+            .create_article(now_ms, &id, after, heading, body)?;
+        Ok(id)
+    }
+
+    /// Moves an article to just after `after` (or to the start).
+    pub fn move_article(&mut self, now_ms: i64, id: &ArticleId, after: Option<&ArticleId>) -> Result<()> {
+        self.check(Action::EditText)?;
+        self.docs.text.move_article(now_ms, id, after)
+    }
+
+    /// Removes an article. Its history stays; comments on it become orphaned.
+    pub fn remove_article(&mut self, now_ms: i64, id: &ArticleId) -> Result<()> {
+        self.check(Action::EditText)?;
+        self.docs.text.remove_article(now_ms, id)
+    }
+
+    /// Applies edits to an article body as one change (one batch of keystrokes).
+    pub fn edit_body(&mut self, now_ms: i64, id: &ArticleId, splices: &[Splice]) -> Result<()> {
+        self.check(Action::EditText)?;
+        self.docs.text.edit_text(now_ms, id, false, splices)
+    }
+
+    /// Applies edits to an article heading as one change.
+    pub fn edit_heading(&mut self, now_ms: i64, id: &ArticleId, splices: &[Splice]) -> Result<()> {
+        self.check(Action::EditText)?;
+        self.docs.text.edit_text(now_ms, id, true, splices)
+    }
+
+    /// At character `pos` of a body, deletes `delete` characters and inserts `insert`.
+    pub fn splice_body(
+        &mut self,
+        now_ms: i64,
+        id: &ArticleId,
+        pos: usize,
+        delete: usize,
+        insert: &str,
+    ) -> Result<()> {
+        self.edit_body(
+            now_ms,
+            id,
+            &[Splice {
+                pos,
+                delete,
+                insert: insert.to_owned(),
+            }],
+        )
+    }
+
+    /// Replaces characters `start..end` of a body with `text`.
+    pub fn replace_range(
+        &mut self,
+        now_ms: i64,
+        id: &ArticleId,
+        start: usize,
+        end: usize,
+        text: &str,
+    ) -> Result<()> {
+        if end < start {
+            return Err(Error::InvalidInput(format!(
+                "The range {start}..{end} ends before it starts; select the text again."
+            )));
+        }
+        self.splice_body(now_ms, id, start, end - start, text)
+    }
+
+    // ---- contributions ----
+
+    fn comment_body(&self, article: &ArticleId, start: usize, end: usize, text: &str) -> Result<Body> {
+        Ok(Body::Comment {
+            anchor: anchor::make(&self.docs.text, article, start, end)?,
+            text: non_blank(text, "comment")?,
+        })
+    }
+
+    fn suggestion_body(
+        &self,
+        article: &ArticleId,
+        start: usize,
+        end: usize,
+        replacement: &str,
+        text: &str,
+    ) -> Result<Body> {
+        let anchor = anchor::make(&self.docs.text, article, start, end)?;
+        if anchor.quote == replacement {
+            return Err(Error::InvalidInput(
+                "The suggested wording is the same as the current text; change something before suggesting it.".into(),
+            ));
+        }
+        Ok(Body::Suggestion {
+            anchor,
+            replacement: replacement.to_owned(),
+            text: text.trim().to_owned(),
+        })
+    }
+
+    /// Comments on characters `start..end` of an article; returns the thread id.
+    pub fn comment(
+        &mut self,
+        now_ms: i64,
+        article: &ArticleId,
+        start: usize,
+        end: usize,
+        text: &str,
+    ) -> Result<ContributionId> {
+        self.check(Action::Comment)?;
+        let body = self.comment_body(article, start, end, text)?;
+        self.add(now_ms, None, body)
+    }
+
+    /// Replies in a thread.
+    pub fn reply(&mut self, now_ms: i64, thread: &ContributionId, text: &str) -> Result<ContributionId> {
+        self.check(Action::Reply)?;
+        self.thread_root(thread)?;
+        let text = non_blank(text, "reply")?;
+        self.add(now_ms, None, Body::Reply {
+            thread: thread.clone(),
+            text,
+        })
+    }
+
+    /// Suggests `replacement` for characters `start..end` of an article; returns the thread id.
+    pub fn suggest(
+        &mut self,
+        now_ms: i64,
+        article: &ArticleId,
+        start: usize,
+        end: usize,
+        replacement: &str,
+        text: &str,
+    ) -> Result<ContributionId> {
+        self.check(Action::Suggest)?;
+        let body = self.suggestion_body(article, start, end, replacement, text)?;
+        self.add(now_ms, None, body)
+    }
+
+    fn suggestion(&self, id: &ContributionId) -> Result<(crate::contributions::StoredAnchor, String)> {
+        match self.thread_root(id)?.body {
+            Body::Suggestion {
+                anchor,
+                replacement,
+                ..
+            } => Ok((anchor, replacement)),
+            _ => Err(Error::InvalidInput(format!(
+                "{id} is a comment, not a suggestion; only suggestions can be accepted or rejected."
+            ))),
+        }
+    }
+
+    /// Accepts a suggestion: replaces the passage it is anchored to with its
+    /// wording, then records the decision.
+    pub fn accept_suggestion(&mut self, now_ms: i64, id: &ContributionId) -> Result<()> {
+        self.check(Action::DecideSuggestion)?;
+        let (anchor, replacement) = self.suggestion(id)?;
+        match anchor::resolve(&self.docs.text, &anchor) {
+            AnchorView::Live { start, end, .. } => {
+                self.my_doc()?;
+                self.docs.text.edit_text(
+                    now_ms,
+                    &anchor.article,
+                    false,
+                    &[Splice {
+                        pos: start,
+                        delete: end - start,
+                        insert: replacement,
+                    }],
+                )?;
+            }
+            AnchorView::Orphaned { .. } => {
+                return Err(Error::InvalidInput(
+                    "The passage this suggestion was about has been deleted, so it can no longer be applied; reject it or copy its wording by hand.".into(),
+                ));
+            }
+            AnchorView::Pending { .. } => {
+                return Err(Error::NotFound(
+                    "The passage this suggestion is about has not synced to this device yet; sync first, then accept it.".into(),
+                ));
+            }
+        }
+        self.add(now_ms, None, Body::Decision {
+            suggestion: id.clone(),
+            accepted: true,
+        })
+        .map(|_| ())
+    }
+
+    /// Rejects a suggestion (the text stays as it is).
+    pub fn reject_suggestion(&mut self, now_ms: i64, id: &ContributionId) -> Result<()> {
+        self.check(Action::DecideSuggestion)?;
+        self.suggestion(id)?;
+        self.add(now_ms, None, Body::Decision {
+            suggestion: id.clone(),
+            accepted: false,
+        })
+        .map(|_| ())
+    }
+
+    /// Gives a formal answer to a thread.
+    pub fn answer(
+        &mut self,
+        now_ms: i64,
+        thread: &ContributionId,
+        status: AnswerStatus,
+        reason: &str,
+    ) -> Result<ContributionId> {
+        self.check(Action::Answer)?;
+        self.thread_root(thread)?;
+        let reason = non_blank(reason, "reason of the answer")?;
+        self.add(now_ms, None, Body::Answer {
+            thread: thread.clone(),
+            status,
+            reason,
+        })
+    }
+
+    /// Resolves a thread.
+    pub fn resolve(&mut self, now_ms: i64, thread: &ContributionId) -> Result<()> {
+        self.set_resolved(now_ms, thread, true)
+    }
+
+    /// Reopens a resolved thread.
+    pub fn reopen(&mut self, now_ms: i64, thread: &ContributionId) -> Result<()> {
+        self.set_resolved(now_ms, thread, false)
+    }
+
+    fn set_resolved(&mut self, now_ms: i64, thread: &ContributionId, resolved: bool) -> Result<()> {
+        self.check(Action::Resolve)?;
+        self.thread_root(thread)?;
+        self.add(now_ms, None, Body::Resolution {
+            thread: thread.clone(),
+            resolved,
+        })
+        .map(|_| ())
+    }
+
+    /// Hides a contribution from views, with a reason everyone sees.
+    pub fn hide(&mut self, now_ms: i64, target: &ContributionId, reason: &str) -> Result<()> {
+        self.moderate(now_ms, target, true, reason)
+    }
+
+    /// Shows a hidden contribution again, with a reason.
+    pub fn unhide(&mut self, now_ms: i64, target: &ContributionId, reason: &str) -> Result<()> {
+        self.moderate(now_ms, target, false, reason)
+    }
+
+    fn moderate(&mut self, now_ms: i64, target: &ContributionId, hidden: bool, reason: &str) -> Result<()> {
+        self.check(Action::Hide)?;
+        let reason = non_blank(reason, "reason for hiding")?;
+        if self.docs.contribution(target).is_none() {
+            return Err(Error::NotFound(format!(
+                "There is no contribution {target} on this device. It may not have synced yet; check the id or sync first."
+            )));
+        }
+        self.add(now_ms, None, Body::Moderation {
+            target: target.clone(),
+            hidden,
+            reason,
+        })
+        .map(|_| ())
+    }
+
+    /// Enters a contribution on behalf of `person` (someone without a phone).
+    /// It is stored in the facilitator's own document and shown as
+    /// "entered by F on behalf of P".
+    pub fn enter_on_behalf(&mut self, now_ms: i64, person: &str, what: OnBehalf) -> Result<ContributionId> {
+        let phase = self.check(Action::EnterOnBehalf)?;
+        let person = non_blank(person, "name of the person you enter this for")?;
+        let body = match &what {
+            OnBehalf::Comment {
+                article,
+                start,
+                end,
+                text,
+            } => {
+                // The entry is a comment like any other: same phases.
+                may(crate::rules::Role::Drafter, phase, Action::Comment)?;
+                self.comment_body(article, *start, *end, text)?
+            }
+            OnBehalf::Reply { thread, text } => {
+                may(crate::rules::Role::Drafter, phase, Action::Reply)?;
+                self.thread_root(thread)?;
+                Body::Reply {
+                    thread: thread.clone(),
+                    text: non_blank(text, "reply")?,
+                }
+            }
+            OnBehalf::Suggestion {
+                article,
+                start,
+                end,
+                replacement,
+                text,
+            } => {
+                may(crate::rules::Role::Drafter, phase, Action::Suggest)?;
+                self.suggestion_body(article, *start, *end, replacement, text)?
+            }
+        };
+        self.add(now_ms, Some(&person), body)
+    }
+
+    /// Records that the member has now seen everything on this device.
+    pub fn mark_read(&mut self, now_ms: i64) -> Result<()> {
+        self.check(Action::MarkRead)?;
+        let info = self.docs.process.info()?;
+        let mut heads = BTreeMap::new();
+        heads.insert(info.text_doc.clone(), self.docs.text.heads());
+        for m in info.members.values() {
+            if let Some(doc) = self.docs.contributions.get(&m.id) {
+                heads.insert(m.contributions_doc.clone(), doc.heads());
+            }
+        }
+        let mark = ReadMark { at: now_ms, heads };
+        self.my_doc()?.set_read_mark(now_ms, &mark)
+    }
+}

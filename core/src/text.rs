@@ -1,0 +1,248 @@
+//! The text document: the ordinance as articles, each with a heading and a
+//! body (Automerge Text). Article numbers come from order and are never stored.
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+
+use crate::document::{
+    DocKind, get_bool, get_obj, get_str, klad_document, transact, write_header,
+};
+use crate::error::{Error, Result};
+use crate::ids::{ArticleId, ProcessId};
+use crate::order;
+
+/// One edit of a body: at character `pos`, delete `delete` characters, then
+/// insert `insert`. Positions count Unicode code points.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Splice {
+    /// Character position where the edit starts.
+    pub pos: usize,
+    /// How many characters to delete from `pos`.
+    pub delete: usize,
+    /// Text to insert at `pos` after deleting.
+    pub insert: String,
+}
+
+/// An article as stored (order key and tombstone included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredArticle {
+    pub id: ArticleId,
+    pub obj: ObjId,
+    pub position: String,
+    pub removed: bool,
+}
+
+/// The text document.
+#[derive(Clone, Debug)]
+pub struct TextDoc {
+    doc: Automerge,
+}
+
+klad_document!(TextDoc, DocKind::Text);
+
+impl TextDoc {
+    /// Creates the (empty) text document of a process.
+    pub fn create(now_ms: i64, process: &ProcessId) -> Result<TextDoc> {
+        let mut doc = Automerge::new();
+        transact(&mut doc, now_ms, "create text", |tx| {
+            write_header(tx, DocKind::Text)?;
+            tx.put(ROOT, "process", process.as_str())?;
+            tx.put_object(ROOT, "articles", ObjType::Map)?;
+            Ok(())
+        })?;
+        Ok(TextDoc { doc })
+    }
+
+    fn articles_obj(&self) -> Result<ObjId> {
+        get_obj(&self.doc, &ROOT, "articles", ObjType::Map).ok_or_else(|| {
+            Error::NotFound(
+                "The text of this process has not arrived on this device yet; connect to sync it first.".into(),
+            )
+        })
+    }
+
+    /// All articles, including removed ones, in document order
+    /// (by order key, then id, so every replica agrees).
+    pub(crate) fn stored_articles(&self) -> Vec<StoredArticle> {
+        let Ok(articles) = self.articles_obj() else {
+            return Vec::new();
+        };
+        let mut out: Vec<StoredArticle> = self
+            .doc
+            .map_range(&articles, ..)
+            .filter_map(|item| {
+                let obj = item.id();
+                let position = get_str(&self.doc, &obj, "position")?;
+                Some(StoredArticle {
+                    id: ArticleId(item.key.to_string()),
+                    removed: get_bool(&self.doc, &obj, "removed").unwrap_or(false),
+                    obj,
+                    position,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.position, &a.id).cmp(&(&b.position, &b.id)));
+        out
+    }
+
+    /// The ids of the articles that are not removed, in order.
+    pub fn article_ids(&self) -> Vec<ArticleId> {
+        self.stored_articles()
+            .into_iter()
+            .filter(|a| !a.removed)
+            .map(|a| a.id)
+            .collect()
+    }
+
+    pub(crate) fn article_obj(&self, id: &ArticleId) -> Result<ObjId> {
+        let articles = self.articles_obj()?;
+        let obj = get_obj(&self.doc, &articles, id.as_str(), ObjType::Map).ok_or_else(|| {
+            Error::NotFound(format!(
+                "There is no article with id {id} in this text. It may not have synced yet; check the id or sync first."
+            ))
+        })?;
+        Ok(obj)
+    }
+
+    /// The object of a live (not removed) article, or a sentence saying why not.
+    pub(crate) fn live_article_obj(&self, id: &ArticleId) -> Result<ObjId> {
+        let obj = self.article_obj(id)?;
+        if get_bool(&self.doc, &obj, "removed").unwrap_or(false) {
+            return Err(Error::NotFound(format!(
+                "The article {id} has been removed from the text; it can no longer be changed or commented on."
+            )));
+        }
+        Ok(obj)
+    }
+
+    pub(crate) fn body_obj(&self, id: &ArticleId) -> Result<ObjId> {
+        let obj = self.article_obj(id)?;
+        get_obj(&self.doc, &obj, "body", ObjType::Text)
+            .ok_or_else(|| Error::Corrupt(format!("The article {id} has no body text.")))
+    }
+
+    fn heading_obj(&self, id: &ArticleId) -> Result<ObjId> {
+        let obj = self.article_obj(id)?;
+        get_obj(&self.doc, &obj, "heading", ObjType::Text)
+            .ok_or_else(|| Error::Corrupt(format!("The article {id} has no heading.")))
+    }
+
+    /// The heading of an article.
+    pub fn heading(&self, id: &ArticleId) -> Result<String> {
+        Ok(self.doc.text(self.heading_obj(id)?)?)
+    }
+
+    /// The body of an article.
+    pub fn body(&self, id: &ArticleId) -> Result<String> {
+        Ok(self.doc.text(self.body_obj(id)?)?)
+    }
+
+    /// The length of an article's body in characters.
+    pub fn body_len(&self, id: &ArticleId) -> Result<usize> {
+        Ok(self.doc.length(self.body_obj(id)?))
+    }
+
+    /// The order key for a new position right after `after` (or first, if `None`).
+    fn position_after(&self, after: Option<&ArticleId>, moving: Option<&ArticleId>) -> Result<String> {
+        let live: Vec<StoredArticle> = self
+            .stored_articles()
+            .into_iter()
+            .filter(|a| !a.removed && Some(&a.id) != moving)
+            .collect();
+        let idx = match after {
+            None => 0,
+            Some(a) => {
+                let i = live.iter().position(|s| &s.id == a).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "There is no article {a} to place this one after; it may have been removed. Pick another place."
+                    ))
+                })?;
+                i + 1
+            }
+        };
+        let before = idx.checked_sub(1).map(|i| live[i].position.as_str());
+        let next = live.get(idx).map(|s| s.position.as_str());
+        Ok(order::between(before, next))
+    }
+
+    /// Adds an article after `after` (or at the start). Used through the session,
+    /// which checks the rules first.
+    pub(crate) fn create_article(
+        &mut self,
+        now_ms: i64,
+        id: &ArticleId,
+        after: Option<&ArticleId>,
+        heading: &str,
+        body: &str,
+    ) -> Result<()> {
+        let articles = self.articles_obj()?;
+        let position = self.position_after(after, None)?;
+        transact(&mut self.doc, now_ms, format!("create article {id}"), |tx| {
+            let a = tx.put_object(&articles, id.as_str(), ObjType::Map)?;
+            tx.put(&a, "position", position.as_str())?;
+            tx.put(&a, "removed", false)?;
+            tx.put(&a, "created_at", ScalarValue::Int(now_ms))?;
+            let h = tx.put_object(&a, "heading", ObjType::Text)?;
+            tx.splice_text(&h, 0, 0, heading)?;
+            let b = tx.put_object(&a, "body", ObjType::Text)?;
+            tx.splice_text(&b, 0, 0, body)?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn move_article(&mut self, now_ms: i64, id: &ArticleId, after: Option<&ArticleId>) -> Result<()> {
+        if after == Some(id) {
+            return Err(Error::InvalidInput(
+                "An article cannot be placed after itself; pick another article or the start.".into(),
+            ));
+        }
+        let obj = self.live_article_obj(id)?;
+        let position = self.position_after(after, Some(id))?;
+        transact(&mut self.doc, now_ms, format!("move article {id}"), |tx| {
+            tx.put(&obj, "position", position.as_str())?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn remove_article(&mut self, now_ms: i64, id: &ArticleId) -> Result<()> {
+        let obj = self.live_article_obj(id)?;
+        transact(&mut self.doc, now_ms, format!("remove article {id}"), |tx| {
+            tx.put(&obj, "removed", true)?;
+            Ok(())
+        })
+    }
+
+    /// Checks every splice against the text as it will be when it is applied.
+    fn check_splices(len: usize, splices: &[Splice]) -> Result<()> {
+        let mut len = len;
+        for s in splices {
+            if s.pos > len || s.delete > len - s.pos {
+                return Err(Error::InvalidInput(format!(
+                    "The edit at character {} deleting {} characters falls outside the text, which is {len} characters long; refresh and try again.",
+                    s.pos, s.delete
+                )));
+            }
+            len = len - s.delete + s.insert.chars().count();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn edit_text(
+        &mut self,
+        now_ms: i64,
+        id: &ArticleId,
+        heading: bool,
+        splices: &[Splice],
+    ) -> Result<()> {
+        self.live_article_obj(id)?;
+        let obj = if heading { self.heading_obj(id)? } else { self.body_obj(id)? };
+        Self::check_splices(self.doc.length(&obj), splices)?;
+        let what = if heading { "heading" } else { "body" };
+        transact(&mut self.doc, now_ms, format!("edit {what} of {id}"), |tx| {
+            for s in splices {
+                tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert)?;
+            }
+            Ok(())
+        })
+    }
+}

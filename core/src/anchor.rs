@@ -42,7 +42,12 @@ pub enum AnchorView {
 }
 
 /// Makes an anchor on characters `start..end` of an article's current body.
-pub(crate) fn make(text: &TextDoc, article: &ArticleId, start: usize, end: usize) -> Result<StoredAnchor> {
+pub(crate) fn make(
+    text: &TextDoc,
+    article: &ArticleId,
+    start: usize,
+    end: usize,
+) -> Result<StoredAnchor> {
     text.live_article_obj(article)?;
     let body = text.body_obj(article)?;
     let doc = text_doc(text);
@@ -54,7 +59,12 @@ pub(crate) fn make(text: &TextDoc, article: &ArticleId, start: usize, end: usize
     }
     let s = doc.get_cursor(&body, start, None)?;
     let e = doc.get_cursor(&body, end - 1, None)?;
-    let quote: String = doc.text(&body)?.chars().skip(start).take(end - start).collect();
+    let quote: String = doc
+        .text(&body)?
+        .chars()
+        .skip(start)
+        .take(end - start)
+        .collect();
     Ok(StoredAnchor {
         article: article.clone(),
         start: s.to_bytes(),
@@ -99,7 +109,8 @@ pub fn resolve(text: &TextDoc, anchor: &StoredAnchor) -> AnchorView {
     // A deleted character's cursor resolves to the next surviving character;
     // the end is exclusive, so only a visible last character adds one.
     let len = doc.length(&body);
-    let end_visible = end_pos < len && doc.get_cursor(&body, end_pos, None).ok().as_ref() == Some(&ec);
+    let end_visible =
+        end_pos < len && doc.get_cursor(&body, end_pos, None).ok().as_ref() == Some(&ec);
     let end = if end_visible { end_pos + 1 } else { end_pos };
     if start >= end {
         return AnchorView::Orphaned { quote };

@@ -192,13 +192,18 @@ impl ContributionsDoc {
     /// this when it invites the member, so the structure exists before anyone writes.
     pub fn create(now_ms: i64, process: &ProcessId, member: &MemberId) -> Result<ContributionsDoc> {
         let mut doc = Automerge::new();
-        transact(&mut doc, now_ms, format!("create contributions of {member}"), |tx| {
-            write_header(tx, DocKind::Contributions)?;
-            tx.put(ROOT, "process", process.as_str())?;
-            tx.put(ROOT, "member", member.as_str())?;
-            tx.put_object(ROOT, "items", ObjType::Map)?;
-            Ok(())
-        })?;
+        transact(
+            &mut doc,
+            now_ms,
+            format!("create contributions of {member}"),
+            |tx| {
+                write_header(tx, DocKind::Contributions)?;
+                tx.put(ROOT, "process", process.as_str())?;
+                tx.put(ROOT, "member", member.as_str())?;
+                tx.put_object(ROOT, "items", ObjType::Map)?;
+                Ok(())
+            },
+        )?;
         Ok(ContributionsDoc { doc })
     }
 
@@ -252,7 +257,12 @@ impl ContributionsDoc {
             .collect()
     }
 
-    fn read_item(&self, id: ContributionId, obj: &ObjId, author: &MemberId) -> Option<Contribution> {
+    fn read_item(
+        &self,
+        id: ContributionId,
+        obj: &ObjId,
+        author: &MemberId,
+    ) -> Option<Contribution> {
         let d = &self.doc;
         let s = |k: &str| get_str(d, obj, k);
         let anchor = || {
@@ -326,7 +336,9 @@ impl ContributionsDoc {
             if let Some(p) = on_behalf_of {
                 tx.put(&o, "on_behalf_of", p)?;
             }
-            let put_anchor = |tx: &mut automerge::transaction::Transaction<'_>, a: &StoredAnchor| -> Result<()> {
+            let put_anchor = |tx: &mut automerge::transaction::Transaction<'_>,
+                              a: &StoredAnchor|
+             -> Result<()> {
                 tx.put(&o, "article", a.article.as_str())?;
                 tx.put(&o, "start", ScalarValue::Bytes(a.start.clone()))?;
                 tx.put(&o, "end", ScalarValue::Bytes(a.end.clone()))?;

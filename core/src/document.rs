@@ -2,7 +2,9 @@
 //! clear errors, merging, and small typed accessors over Automerge values.
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{
+    ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+};
 
 use crate::error::{Error, Result};
 
@@ -15,7 +17,9 @@ pub(crate) const KIND_KEY: &str = "klad";
 pub(crate) const VERSION_KEY: &str = "schema_version";
 
 /// The three kinds of Klad document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocKind {
     /// Title, phase, members, document ids. Written by the server only.
@@ -225,7 +229,7 @@ pub trait KladDocument {
     where
         Self: Sized,
     {
-        let changes = other.automerge().get_changes_added(self.automerge());
+        let changes = self.automerge().get_changes_added(other.automerge());
         self.automerge_mut()
             .apply_changes(changes)
             .map_err(Error::from)?;

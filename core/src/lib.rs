@@ -28,7 +28,9 @@ pub mod views;
 
 pub use anchor::AnchorView;
 pub use automerge::{ActorId, ChangeHash};
-pub use contributions::{AnswerStatus, Body, Contribution, ContributionsDoc, ReadMark, StoredAnchor};
+pub use contributions::{
+    AnswerStatus, Body, Contribution, ContributionsDoc, ReadMark, StoredAnchor,
+};
 pub use document::{DocKind, KladDocument, SCHEMA_VERSION};
 pub use error::{Error, Result};
 pub use ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};

@@ -8,9 +8,7 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
-use crate::document::{
-    DocKind, get_i64, get_obj, get_str, klad_document, transact, write_header,
-};
+use crate::document::{DocKind, get_i64, get_obj, get_str, klad_document, transact, write_header};
 use crate::error::{Error, Result};
 use crate::ids::{DocId, MemberId, ProcessId};
 use crate::rules::{Action, Phase, Role, may};
@@ -100,16 +98,21 @@ impl ProcessDoc {
             ));
         }
         let mut doc = Automerge::new();
-        transact(&mut doc, now_ms, format!("create process \"{title}\""), |tx| {
-            write_header(tx, DocKind::Process)?;
-            tx.put(ROOT, "id", id.as_str())?;
-            tx.put(ROOT, "title", title)?;
-            tx.put(ROOT, "phase", Phase::Drafting.as_str())?;
-            tx.put(ROOT, "text_doc", text_doc.as_str())?;
-            tx.put(ROOT, "created_at", ScalarValue::Int(now_ms))?;
-            tx.put_object(ROOT, "members", ObjType::Map)?;
-            Ok(())
-        })?;
+        transact(
+            &mut doc,
+            now_ms,
+            format!("create process \"{title}\""),
+            |tx| {
+                write_header(tx, DocKind::Process)?;
+                tx.put(ROOT, "id", id.as_str())?;
+                tx.put(ROOT, "title", title)?;
+                tx.put(ROOT, "phase", Phase::Drafting.as_str())?;
+                tx.put(ROOT, "text_doc", text_doc.as_str())?;
+                tx.put(ROOT, "created_at", ScalarValue::Int(now_ms))?;
+                tx.put_object(ROOT, "members", ObjType::Map)?;
+                Ok(())
+            },
+        )?;
         Ok(ProcessDoc { doc })
     }
 
@@ -164,6 +167,26 @@ impl ProcessDoc {
         })
     }
 
+    /// The role of `member` and the current phase, read without parsing the
+    /// whole member list (this is on the path of every keystroke batch).
+    pub fn role_and_phase(&self, member: &MemberId) -> Result<(Role, Phase)> {
+        let d = &self.doc;
+        let phase = get_str(d, &ROOT, "phase").and_then(|p| Phase::parse(&p));
+        let role = get_obj(d, &ROOT, "members", ObjType::Map)
+            .and_then(|ms| get_obj(d, &ms, member.as_str(), ObjType::Map))
+            .and_then(|m| get_str(d, &m, "role"))
+            .and_then(|r| Role::parse(&r));
+        match (role, phase) {
+            (Some(r), Some(p)) => Ok((r, p)),
+            (None, Some(_)) => Err(self.info()?.member(member).err().unwrap_or_else(|| {
+                Error::Corrupt(format!("The process document has no valid role for {member}."))
+            })),
+            _ => Err(Error::NotFound(
+                "The process document has not fully arrived on this device yet; connect to sync it.".into(),
+            )),
+        }
+    }
+
     /// When the process was created (ms since the Unix epoch).
     pub fn created_at(&self) -> Option<i64> {
         get_i64(&self.doc, &ROOT, "created_at")
@@ -171,7 +194,12 @@ impl ProcessDoc {
 
     /// Checks that `by` (a facilitator, or `None` for the server operator on the
     /// command line) may take `action` now.
-    fn check_steward(&self, info: &ProcessInfo, by: Option<&MemberId>, action: Action) -> Result<()> {
+    fn check_steward(
+        &self,
+        info: &ProcessInfo,
+        by: Option<&MemberId>,
+        action: Action,
+    ) -> Result<()> {
         if let Some(by) = by {
             let m = info.member(by)?;
             may(m.role, info.phase, action)?;
@@ -180,7 +208,12 @@ impl ProcessDoc {
     }
 
     /// Adds a member. `by` is the facilitator asking (or `None` for the operator).
-    pub fn add_member(&mut self, now_ms: i64, by: Option<&MemberId>, new: &NewMember) -> Result<()> {
+    pub fn add_member(
+        &mut self,
+        now_ms: i64,
+        by: Option<&MemberId>,
+        new: &NewMember,
+    ) -> Result<()> {
         let info = self.info()?;
         self.check_steward(&info, by, Action::ManageMembers)?;
         let name = new.name.trim();
@@ -197,20 +230,30 @@ impl ProcessDoc {
         }
         let members = get_obj(&self.doc, &ROOT, "members", ObjType::Map)
             .ok_or_else(|| Error::Corrupt("The process document has no member list.".into()))?;
-        transact(&mut self.doc, now_ms, format!("add {} {name}", new.role), |tx| {
-            let m = tx.put_object(&members, new.id.as_str(), ObjType::Map)?;
-            tx.put(&m, "name", name)?;
-            tx.put(&m, "role", new.role.as_str())?;
-            tx.put(&m, "contributions_doc", new.contributions_doc.as_str())?;
-            tx.put(&m, "joined_at", ScalarValue::Int(now_ms))?;
-            tx.put_object(&m, "devices", ObjType::Map)?;
-            Ok(())
-        })
+        transact(
+            &mut self.doc,
+            now_ms,
+            format!("add {} {name}", new.role),
+            |tx| {
+                let m = tx.put_object(&members, new.id.as_str(), ObjType::Map)?;
+                tx.put(&m, "name", name)?;
+                tx.put(&m, "role", new.role.as_str())?;
+                tx.put(&m, "contributions_doc", new.contributions_doc.as_str())?;
+                tx.put(&m, "joined_at", ScalarValue::Int(now_ms))?;
+                tx.put_object(&m, "devices", ObjType::Map)?;
+                Ok(())
+            },
+        )
     }
 
     /// Records that `actor` is a device of `member`, so that their changes are
     /// attributed to them in blame and history.
-    pub fn register_device(&mut self, now_ms: i64, member: &MemberId, actor: &ActorId) -> Result<()> {
+    pub fn register_device(
+        &mut self,
+        now_ms: i64,
+        member: &MemberId,
+        actor: &ActorId,
+    ) -> Result<()> {
         let info = self.info()?;
         info.member(member)?;
         let hex = actor.to_hex_string();
@@ -229,10 +272,15 @@ impl ProcessDoc {
             .ok_or_else(|| Error::Corrupt("The member entry is damaged.".into()))?;
         let devices = get_obj(&self.doc, &m, "devices", ObjType::Map)
             .ok_or_else(|| Error::Corrupt("The member entry has no device list.".into()))?;
-        transact(&mut self.doc, now_ms, format!("register device of {member}"), |tx| {
-            tx.put(&devices, hex.as_str(), ScalarValue::Int(now_ms))?;
-            Ok(())
-        })
+        transact(
+            &mut self.doc,
+            now_ms,
+            format!("register device of {member}"),
+            |tx| {
+                tx.put(&devices, hex.as_str(), ScalarValue::Int(now_ms))?;
+                Ok(())
+            },
+        )
     }
 
     /// Moves the process to `to`, which must be the next phase. `by` is the

@@ -181,10 +181,9 @@ impl Action {
             Action::Suggest => &[Drafter, Official],
             Action::Answer => &[Official],
             Action::Resolve => &[Drafter, Facilitator],
-            Action::Hide
-            | Action::EnterOnBehalf
-            | Action::ChangePhase
-            | Action::ManageMembers => &[Facilitator],
+            Action::Hide | Action::EnterOnBehalf | Action::ChangePhase | Action::ManageMembers => {
+                &[Facilitator]
+            }
             Action::MarkRead => &[Drafter, Official, Facilitator, Observer],
         }
     }
@@ -252,7 +251,11 @@ pub fn may(role: Role, phase: Phase, action: Action) -> Result<(), Refusal> {
         let allowed: Vec<&str> = roles.iter().map(|r| r.plural()).collect();
         format!(
             "As {} {}, you cannot {}: only {} can.",
-            if role == Role::Official { "an" } else { "a" },
+            if matches!(role, Role::Official | Role::Observer) {
+                "an"
+            } else {
+                "a"
+            },
             role.as_str(),
             action.phrase(),
             join_or(&allowed)

@@ -10,8 +10,8 @@ use crate::anchor::{self, AnchorView};
 use crate::contributions::{AnswerStatus, Body, Contribution, ContributionsDoc, ReadMark};
 use crate::document::KladDocument;
 use crate::error::{Error, Result};
-use crate::ids::{ArticleId, ContributionId, MemberId};
-use crate::process::{Member, ProcessDoc, ProcessInfo};
+use crate::ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
+use crate::process::ProcessDoc;
 use crate::rules::{Action, Phase, may};
 use crate::text::{Splice, TextDoc};
 
@@ -27,6 +27,48 @@ pub struct ProcessDocs {
 }
 
 impl ProcessDocs {
+    /// Creates all documents of a new process (in the drafting phase, no members yet).
+    pub fn create(
+        now_ms: i64,
+        id: &ProcessId,
+        title: &str,
+        text_doc: &DocId,
+    ) -> Result<ProcessDocs> {
+        Ok(ProcessDocs {
+            process: ProcessDoc::create(now_ms, id, title, text_doc)?,
+            text: TextDoc::create(now_ms, id)?,
+            contributions: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a member and creates their contributions document (stored under
+    /// `contributions_doc`). `by` is the facilitator asking, or `None` for the
+    /// server operator. Returns the new member's id.
+    pub fn add_member(
+        &mut self,
+        now_ms: i64,
+        by: Option<&MemberId>,
+        name: &str,
+        role: crate::rules::Role,
+        contributions_doc: &DocId,
+    ) -> Result<MemberId> {
+        let info = self.process.info()?;
+        let id = MemberId::random();
+        let doc = ContributionsDoc::create(now_ms, &info.id, &id)?;
+        self.process.add_member(
+            now_ms,
+            by,
+            &crate::process::NewMember {
+                id: id.clone(),
+                name: name.to_owned(),
+                role,
+                contributions_doc: contributions_doc.clone(),
+            },
+        )?;
+        self.contributions.insert(id.clone(), doc);
+        Ok(id)
+    }
+
     /// Merges everything `other` holds into these documents (used by tests and
     /// by peers that exchange whole documents; the sync layer uses changes).
     pub fn merge(&mut self, other: &ProcessDocs) -> Result<()> {
@@ -152,23 +194,18 @@ impl Session {
         &self.me
     }
 
-    fn me(&self) -> Result<(ProcessInfo, Member)> {
-        let info = self.docs.process.info()?;
-        let me = info.member(&self.me)?.clone();
-        Ok((info, me))
-    }
-
     fn check(&self, action: Action) -> Result<Phase> {
-        let (info, me) = self.me()?;
-        may(me.role, info.phase, action)?;
-        Ok(info.phase)
+        let (role, phase) = self.docs.process.role_and_phase(&self.me)?;
+        may(role, phase, action)?;
+        Ok(phase)
     }
 
     fn my_doc(&mut self) -> Result<&mut ContributionsDoc> {
         let me = self.me.clone();
         let doc = self.docs.contributions.get_mut(&me).ok_or_else(|| {
             Error::NotFound(
-                "Your contributions document is not on this device yet; connect once to sync it.".into(),
+                "Your contributions document is not on this device yet; connect once to sync it."
+                    .into(),
             )
         })?;
         if doc.owner().as_ref() != Some(&me) {
@@ -179,7 +216,12 @@ impl Session {
         Ok(doc)
     }
 
-    fn add(&mut self, now_ms: i64, on_behalf_of: Option<&str>, body: Body) -> Result<ContributionId> {
+    fn add(
+        &mut self,
+        now_ms: i64,
+        on_behalf_of: Option<&str>,
+        body: Body,
+    ) -> Result<ContributionId> {
         let id = ContributionId::random();
         self.my_doc()?.add(now_ms, &id, on_behalf_of, &body)?;
         Ok(id)
@@ -216,7 +258,12 @@ impl Session {
     }
 
     /// Moves an article to just after `after` (or to the start).
-    pub fn move_article(&mut self, now_ms: i64, id: &ArticleId, after: Option<&ArticleId>) -> Result<()> {
+    pub fn move_article(
+        &mut self,
+        now_ms: i64,
+        id: &ArticleId,
+        after: Option<&ArticleId>,
+    ) -> Result<()> {
         self.check(Action::EditText)?;
         self.docs.text.move_article(now_ms, id, after)
     }
@@ -278,7 +325,13 @@ impl Session {
 
     // ---- contributions ----
 
-    fn comment_body(&self, article: &ArticleId, start: usize, end: usize, text: &str) -> Result<Body> {
+    fn comment_body(
+        &self,
+        article: &ArticleId,
+        start: usize,
+        end: usize,
+        text: &str,
+    ) -> Result<Body> {
         Ok(Body::Comment {
             anchor: anchor::make(&self.docs.text, article, start, end)?,
             text: non_blank(text, "comment")?,
@@ -321,14 +374,23 @@ impl Session {
     }
 
     /// Replies in a thread.
-    pub fn reply(&mut self, now_ms: i64, thread: &ContributionId, text: &str) -> Result<ContributionId> {
+    pub fn reply(
+        &mut self,
+        now_ms: i64,
+        thread: &ContributionId,
+        text: &str,
+    ) -> Result<ContributionId> {
         self.check(Action::Reply)?;
         self.thread_root(thread)?;
         let text = non_blank(text, "reply")?;
-        self.add(now_ms, None, Body::Reply {
-            thread: thread.clone(),
-            text,
-        })
+        self.add(
+            now_ms,
+            None,
+            Body::Reply {
+                thread: thread.clone(),
+                text,
+            },
+        )
     }
 
     /// Suggests `replacement` for characters `start..end` of an article; returns the thread id.
@@ -346,7 +408,10 @@ impl Session {
         self.add(now_ms, None, body)
     }
 
-    fn suggestion(&self, id: &ContributionId) -> Result<(crate::contributions::StoredAnchor, String)> {
+    fn suggestion(
+        &self,
+        id: &ContributionId,
+    ) -> Result<(crate::contributions::StoredAnchor, String)> {
         match self.thread_root(id)?.body {
             Body::Suggestion {
                 anchor,
@@ -389,10 +454,14 @@ impl Session {
                 ));
             }
         }
-        self.add(now_ms, None, Body::Decision {
-            suggestion: id.clone(),
-            accepted: true,
-        })
+        self.add(
+            now_ms,
+            None,
+            Body::Decision {
+                suggestion: id.clone(),
+                accepted: true,
+            },
+        )
         .map(|_| ())
     }
 
@@ -400,10 +469,14 @@ impl Session {
     pub fn reject_suggestion(&mut self, now_ms: i64, id: &ContributionId) -> Result<()> {
         self.check(Action::DecideSuggestion)?;
         self.suggestion(id)?;
-        self.add(now_ms, None, Body::Decision {
-            suggestion: id.clone(),
-            accepted: false,
-        })
+        self.add(
+            now_ms,
+            None,
+            Body::Decision {
+                suggestion: id.clone(),
+                accepted: false,
+            },
+        )
         .map(|_| ())
     }
 
@@ -418,11 +491,15 @@ impl Session {
         self.check(Action::Answer)?;
         self.thread_root(thread)?;
         let reason = non_blank(reason, "reason of the answer")?;
-        self.add(now_ms, None, Body::Answer {
-            thread: thread.clone(),
-            status,
-            reason,
-        })
+        self.add(
+            now_ms,
+            None,
+            Body::Answer {
+                thread: thread.clone(),
+                status,
+                reason,
+            },
+        )
     }
 
     /// Resolves a thread.
@@ -438,10 +515,14 @@ impl Session {
     fn set_resolved(&mut self, now_ms: i64, thread: &ContributionId, resolved: bool) -> Result<()> {
         self.check(Action::Resolve)?;
         self.thread_root(thread)?;
-        self.add(now_ms, None, Body::Resolution {
-            thread: thread.clone(),
-            resolved,
-        })
+        self.add(
+            now_ms,
+            None,
+            Body::Resolution {
+                thread: thread.clone(),
+                resolved,
+            },
+        )
         .map(|_| ())
     }
 
@@ -455,7 +536,13 @@ impl Session {
         self.moderate(now_ms, target, false, reason)
     }
 
-    fn moderate(&mut self, now_ms: i64, target: &ContributionId, hidden: bool, reason: &str) -> Result<()> {
+    fn moderate(
+        &mut self,
+        now_ms: i64,
+        target: &ContributionId,
+        hidden: bool,
+        reason: &str,
+    ) -> Result<()> {
         self.check(Action::Hide)?;
         let reason = non_blank(reason, "reason for hiding")?;
         if self.docs.contribution(target).is_none() {
@@ -463,18 +550,27 @@ impl Session {
                 "There is no contribution {target} on this device. It may not have synced yet; check the id or sync first."
             )));
         }
-        self.add(now_ms, None, Body::Moderation {
-            target: target.clone(),
-            hidden,
-            reason,
-        })
+        self.add(
+            now_ms,
+            None,
+            Body::Moderation {
+                target: target.clone(),
+                hidden,
+                reason,
+            },
+        )
         .map(|_| ())
     }
 
     /// Enters a contribution on behalf of `person` (someone without a phone).
     /// It is stored in the facilitator's own document and shown as
     /// "entered by F on behalf of P".
-    pub fn enter_on_behalf(&mut self, now_ms: i64, person: &str, what: OnBehalf) -> Result<ContributionId> {
+    pub fn enter_on_behalf(
+        &mut self,
+        now_ms: i64,
+        person: &str,
+        what: OnBehalf,
+    ) -> Result<ContributionId> {
         let phase = self.check(Action::EnterOnBehalf)?;
         let person = non_blank(person, "name of the person you enter this for")?;
         let body = match &what {

@@ -4,9 +4,7 @@
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 
-use crate::document::{
-    DocKind, get_bool, get_obj, get_str, klad_document, transact, write_header,
-};
+use crate::document::{DocKind, get_bool, get_obj, get_str, klad_document, transact, write_header};
 use crate::error::{Error, Result};
 use crate::ids::{ArticleId, ProcessId};
 use crate::order;
@@ -143,7 +141,11 @@ impl TextDoc {
     }
 
     /// The order key for a new position right after `after` (or first, if `None`).
-    fn position_after(&self, after: Option<&ArticleId>, moving: Option<&ArticleId>) -> Result<String> {
+    fn position_after(
+        &self,
+        after: Option<&ArticleId>,
+        moving: Option<&ArticleId>,
+    ) -> Result<String> {
         let live: Vec<StoredArticle> = self
             .stored_articles()
             .into_iter()
@@ -177,23 +179,34 @@ impl TextDoc {
     ) -> Result<()> {
         let articles = self.articles_obj()?;
         let position = self.position_after(after, None)?;
-        transact(&mut self.doc, now_ms, format!("create article {id}"), |tx| {
-            let a = tx.put_object(&articles, id.as_str(), ObjType::Map)?;
-            tx.put(&a, "position", position.as_str())?;
-            tx.put(&a, "removed", false)?;
-            tx.put(&a, "created_at", ScalarValue::Int(now_ms))?;
-            let h = tx.put_object(&a, "heading", ObjType::Text)?;
-            tx.splice_text(&h, 0, 0, heading)?;
-            let b = tx.put_object(&a, "body", ObjType::Text)?;
-            tx.splice_text(&b, 0, 0, body)?;
-            Ok(())
-        })
+        transact(
+            &mut self.doc,
+            now_ms,
+            format!("create article {id}"),
+            |tx| {
+                let a = tx.put_object(&articles, id.as_str(), ObjType::Map)?;
+                tx.put(&a, "position", position.as_str())?;
+                tx.put(&a, "removed", false)?;
+                tx.put(&a, "created_at", ScalarValue::Int(now_ms))?;
+                let h = tx.put_object(&a, "heading", ObjType::Text)?;
+                tx.splice_text(&h, 0, 0, heading)?;
+                let b = tx.put_object(&a, "body", ObjType::Text)?;
+                tx.splice_text(&b, 0, 0, body)?;
+                Ok(())
+            },
+        )
     }
 
-    pub(crate) fn move_article(&mut self, now_ms: i64, id: &ArticleId, after: Option<&ArticleId>) -> Result<()> {
+    pub(crate) fn move_article(
+        &mut self,
+        now_ms: i64,
+        id: &ArticleId,
+        after: Option<&ArticleId>,
+    ) -> Result<()> {
         if after == Some(id) {
             return Err(Error::InvalidInput(
-                "An article cannot be placed after itself; pick another article or the start.".into(),
+                "An article cannot be placed after itself; pick another article or the start."
+                    .into(),
             ));
         }
         let obj = self.live_article_obj(id)?;
@@ -206,10 +219,15 @@ impl TextDoc {
 
     pub(crate) fn remove_article(&mut self, now_ms: i64, id: &ArticleId) -> Result<()> {
         let obj = self.live_article_obj(id)?;
-        transact(&mut self.doc, now_ms, format!("remove article {id}"), |tx| {
-            tx.put(&obj, "removed", true)?;
-            Ok(())
-        })
+        transact(
+            &mut self.doc,
+            now_ms,
+            format!("remove article {id}"),
+            |tx| {
+                tx.put(&obj, "removed", true)?;
+                Ok(())
+            },
+        )
     }
 
     /// Checks every splice against the text as it will be when it is applied.
@@ -234,11 +252,13 @@ impl TextDoc {
         heading: bool,
         splices: &[Splice],
     ) -> Result<()> {
-        self.live_article_obj(id)?;
-        let obj = if heading { self.heading_obj(id)? } else { self.body_obj(id)? };
-        Self::check_splices(self.doc.length(&obj), splices)?;
+        let article = self.live_article_obj(id)?;
         let what = if heading { "heading" } else { "body" };
-        transact(&mut self.doc, now_ms, format!("edit {what} of {id}"), |tx| {
+        let obj = get_obj(&self.doc, &article, what, ObjType::Text)
+            .ok_or_else(|| Error::Corrupt(format!("The article {id} has no {what} text.")))?;
+        Self::check_splices(self.doc.length(&obj), splices)?;
+        // The message stays short: it is stored in every keystroke batch.
+        transact(&mut self.doc, now_ms, format!("edit {what}"), |tx| {
             for s in splices {
                 tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert)?;
             }

@@ -231,7 +231,11 @@ fn valid_contributions(docs: &ProcessDocs, info: &ProcessInfo) -> Vec<Contributi
 
 /// Every thread of the process (or of one article), ordered by where it sits
 /// in the text (orphaned and pending threads last), then by time.
-pub fn threads(docs: &ProcessDocs, article: Option<&ArticleId>, now_ms: i64) -> Result<Vec<ThreadView>> {
+pub fn threads(
+    docs: &ProcessDocs,
+    article: Option<&ArticleId>,
+    now_ms: i64,
+) -> Result<Vec<ThreadView>> {
     let info = docs.process.info()?;
     let all = valid_contributions(docs, &info);
     // Latest moderation per target.
@@ -262,7 +266,12 @@ pub fn threads(docs: &ProcessDocs, article: Option<&ArticleId>, now_ms: i64) -> 
                 anchor,
                 replacement,
                 text,
-            } => (ThreadKind::Suggestion, anchor, text, Some(replacement.clone())),
+            } => (
+                ThreadKind::Suggestion,
+                anchor,
+                text,
+                Some(replacement.clone()),
+            ),
             _ => continue,
         };
         if article.is_some_and(|a| a != &anchor.article) {
@@ -280,7 +289,11 @@ pub fn threads(docs: &ProcessDocs, article: Option<&ArticleId>, now_ms: i64) -> 
                     replies.push(ReplyView {
                         id: c.id.clone(),
                         author: attribution(&info, c),
-                        text: if h.is_some() { String::new() } else { text.clone() },
+                        text: if h.is_some() {
+                            String::new()
+                        } else {
+                            text.clone()
+                        },
                         created_at: c.created_at,
                         hidden: h,
                     });
@@ -295,7 +308,11 @@ pub fn threads(docs: &ProcessDocs, article: Option<&ArticleId>, now_ms: i64) -> 
                         id: c.id.clone(),
                         author: attribution(&info, c),
                         status: *status,
-                        reason: if h.is_some() { String::new() } else { reason.clone() },
+                        reason: if h.is_some() {
+                            String::new()
+                        } else {
+                            reason.clone()
+                        },
                         created_at: c.created_at,
                         hidden: h,
                     });
@@ -339,7 +356,7 @@ pub fn threads(docs: &ProcessDocs, article: Option<&ArticleId>, now_ms: i64) -> 
             replies,
             answers,
             status,
-            suggestion: (kind == ThreadKind::Suggestion).then(|| match decision {
+            suggestion: (kind == ThreadKind::Suggestion).then_some(match decision {
                 None => SuggestionState::Open,
                 Some(true) => SuggestionState::Accepted,
                 Some(false) => SuggestionState::Rejected,

@@ -1,1 +1,47 @@
+//! Shared helpers for Klad's end-to-end tests.
 
+use std::path::PathBuf;
+
+/// The shared test-data directory: `$KLAD_SHARED_DATA`, or `../shared/data`
+/// next to the repository (where CI and developers have it).
+pub fn shared_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KLAD_SHARED_DATA") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// One transaction of an editing trace: patches `(position, deleted, inserted)`
+/// applied in order; positions count Unicode code points.
+#[derive(Debug, serde::Deserialize)]
+pub struct TraceTxn {
+    /// The patches of this transaction.
+    pub patches: Vec<(usize, usize, String)>,
+}
+
+/// An editing trace in the format of the editing-traces collection.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trace {
+    /// Text before the first transaction.
+    pub start_content: String,
+    /// Text after the last one.
+    pub end_content: String,
+    /// The transactions.
+    pub txns: Vec<TraceTxn>,
+}
+
+/// Reads `automerge-paper.json.gz`, a real 259,778-edit typing trace
+/// (CC BY 4.0: Joseph Gentle's editing-traces collection, from Martin
+/// Kleppmann's automerge-perf data set; see `shared/data/README.md`).
+pub fn automerge_paper_trace() -> anyhow::Result<Trace> {
+    let path = shared_data_dir().join("automerge-paper.json.gz");
+    let file = std::fs::File::open(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the editing trace at {} ({e}); set KLAD_SHARED_DATA to the shared/data directory",
+            path.display()
+        )
+    })?;
+    let reader = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+    Ok(serde_json::from_reader(reader)?)
+}

@@ -1,0 +1,413 @@
+//! The embedded default backend: [`KvStore`] on sled 0.34.
+//!
+//! Key encoding: each component's UTF-8 bytes followed by one `0x00` byte
+//! (components never contain NUL, see [`Key`]). So `[a, b]` is stored as
+//! `a\0b\0`. Because the terminator sorts below every other byte, sled's byte
+//! order equals [`Key`]'s component-wise order (`[a] < [a, b] < [ab]`), and a
+//! byte-prefix scan for `a\0` finds exactly the keys whose first component is
+//! `a` (not `ab`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::kv::{Key, KvStore, StoreError};
+
+/// A [`KvStore`] on a sled database in one directory.
+///
+/// Invariants:
+/// - every `put`, `delete` and `write_batch` calls sled's `flush` (which
+///   fsyncs) before it returns, so an acknowledged write survives a crash;
+/// - `write_batch` is one `sled::Batch`, which sled applies atomically, also
+///   across a crash;
+/// - within this process a scan never observes half of a `write_batch`
+///   (batches and scans are ordered by a lock shared by all clones).
+///
+/// sled locks the directory: only one `SledStore` (in one process) can have a
+/// directory open at a time. Clone the handle to share it.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    /// Scans hold it shared, batches exclusive, so a scan is consistent.
+    batch_lock: Arc<RwLock<()>>,
+    /// Where the data lives, for messages (`None` when temporary).
+    path: Option<Arc<PathBuf>>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in directory `path`.
+    ///
+    /// Fails with [`StoreError::Locked`] when another process (or another
+    /// `SledStore` in this process) has the directory open, and with
+    /// [`StoreError::Open`] when it cannot be created or read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| open_error(&shown, e))?;
+        Ok(Self {
+            db,
+            batch_lock: Arc::new(RwLock::new(())),
+            path: Some(Arc::new(path.to_path_buf())),
+        })
+    }
+
+    /// A store in a fresh temporary directory that is removed when the last
+    /// clone is dropped. For tests.
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| open_error("(temporary directory)", e))?;
+        Ok(Self {
+            db,
+            batch_lock: Arc::new(RwLock::new(())),
+            path: None,
+        })
+    }
+
+    /// The directory this store lives in (`None` for a temporary store).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref().map(PathBuf::as_path)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        // The guarded value is `()`, so a poisoned lock protects nothing broken.
+        self.batch_lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.batch_lock.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Turns an error from opening sled into a sentence about the directory.
+fn open_error(path: &str, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock") =>
+        {
+            StoreError::Locked {
+                path: path.to_string(),
+            }
+        }
+        sled::Error::Io(io) => StoreError::Open {
+            path: path.to_string(),
+            detail: io.to_string(),
+        },
+        sled::Error::Corruption { .. } => StoreError::Open {
+            path: path.to_string(),
+            detail: "the database files are damaged".to_string(),
+        },
+        other => StoreError::Open {
+            path: path.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Encodes a key as its components, each followed by a NUL byte.
+pub(crate) fn encode_key(key: &Key) -> Vec<u8> {
+    let parts = key.components();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Decodes bytes written by [`encode_key`].
+pub(crate) fn decode_key(bytes: &[u8]) -> Result<Key, StoreError> {
+    let bad = || {
+        StoreError::Backend(format!(
+            "the database holds a key that Klad did not write ({:?})",
+            String::from_utf8_lossy(bytes)
+        ))
+    };
+    let body = bytes.strip_suffix(&[0]).ok_or_else(bad)?;
+    let parts = body
+        .split(|b| *b == 0)
+        .map(|p| std::str::from_utf8(p).map(str::to_owned))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|_| bad())?;
+    Key::new(parts).map_err(|_| bad())
+}
+
+impl KvStore for SledStore {
+    fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get(encode_key(key))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        {
+            let _shared = self.shared();
+            self.db.insert(encode_key(key), value).map_err(backend)?;
+        }
+        self.flush()
+    }
+
+    fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        {
+            let _shared = self.shared();
+            self.db.remove(encode_key(key)).map_err(backend)?;
+        }
+        self.flush()
+    }
+
+    fn scan_prefix(&self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        let _shared = self.shared();
+        self.db
+            .scan_prefix(encode_key(prefix))
+            .map(|entry| {
+                let (k, v) = entry.map_err(backend)?;
+                Ok((decode_key(&k)?, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn scan_keys(&self, prefix: Option<&Key>) -> Result<Vec<Key>, StoreError> {
+        let _shared = self.shared();
+        let iter = match prefix {
+            Some(prefix) => self.db.scan_prefix(encode_key(prefix)),
+            None => self.db.iter(),
+        };
+        iter.keys()
+            .map(|k| decode_key(&k.map_err(backend)?))
+            .collect()
+    }
+
+    fn write_batch(&self, puts: &[(Key, Vec<u8>)], deletes: &[Key]) -> Result<(), StoreError> {
+        if puts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in puts {
+            batch.insert(encode_key(k), v.as_slice());
+        }
+        // Later operations on the same key win, so deletes override puts.
+        for k in deletes {
+            batch.remove(encode_key(k));
+        }
+        {
+            let _exclusive = self.exclusive();
+            self.db.apply_batch(batch).map_err(backend)?;
+        }
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(parts: &[&str]) -> Key {
+        Key::new(parts.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        for parts in [
+            &["a"][..],
+            &["doc", "incremental", "00ff"],
+            &["ä", "ß", "x y"],
+        ] {
+            let k = key(parts);
+            assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        }
+        assert_eq!(encode_key(&key(&["a", "b"])), b"a\0b\0");
+    }
+
+    #[test]
+    fn foreign_keys_are_reported_not_panicked_on() {
+        for bytes in [&b""[..], b"abc", b"a\0\0", b"\xff\0"] {
+            let err = decode_key(bytes).unwrap_err();
+            assert!(matches!(err, StoreError::Backend(_)), "{bytes:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn byte_order_equals_component_order() {
+        let mut keys = vec![
+            key(&["ab"]),
+            key(&["a", "b"]),
+            key(&["a"]),
+            key(&["a", "b", "c"]),
+            key(&["a", "bc"]),
+            key(&["a!"]),
+            key(&["b"]),
+            key(&["a", "a"]),
+            key(&["A"]),
+            key(&["é"]),
+        ];
+        keys.sort();
+        let mut by_bytes = keys.clone();
+        by_bytes.sort_by_key(encode_key);
+        assert_eq!(keys, by_bytes);
+        assert_eq!(keys[1], key(&["a"]));
+        assert_eq!(keys[2], key(&["a", "a"]));
+    }
+
+    #[test]
+    fn store_scans_are_exact_and_ordered() {
+        let s = SledStore::temporary().unwrap();
+        for (parts, v) in [
+            (&["ab", "x"][..], 1u8),
+            (&["a", "z"], 2),
+            (&["a"], 3),
+            (&["a", "b", "c"], 4),
+            (&["a", "b"], 5),
+            (&["a!"], 6),
+        ] {
+            s.put(&key(parts), &[v]).unwrap();
+        }
+        let got: Vec<(String, u8)> = s
+            .scan_prefix(&key(&["a"]))
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v[0]))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), 3),
+                ("a/b".into(), 5),
+                ("a/b/c".into(), 4),
+                ("a/z".into(), 2)
+            ]
+        );
+        let keys = s.scan_keys(Some(&key(&["a", "b"]))).unwrap();
+        assert_eq!(keys, vec![key(&["a", "b"]), key(&["a", "b", "c"])]);
+        let all = s.scan_keys(None).unwrap();
+        assert_eq!(all.len(), 6);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert!(s.scan_prefix(&key(&["nothing"])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn store_get_put_delete() {
+        let s = SledStore::temporary().unwrap();
+        let k = key(&["doc", "x"]);
+        assert_eq!(s.get(&k).unwrap(), None);
+        s.put(&k, b"one").unwrap();
+        s.put(&k, b"two").unwrap();
+        assert_eq!(s.get(&k).unwrap().as_deref(), Some(&b"two"[..]));
+        s.delete(&k).unwrap();
+        s.delete(&k).unwrap();
+        assert_eq!(s.get(&k).unwrap(), None);
+    }
+
+    #[test]
+    fn store_batch_applies_puts_then_deletes() {
+        let s = SledStore::temporary().unwrap();
+        s.put(&key(&["d", "old1"]), b"1").unwrap();
+        s.put(&key(&["d", "old2"]), b"2").unwrap();
+        s.write_batch(
+            &[
+                (key(&["d", "new"]), b"n".to_vec()),
+                (key(&["d", "both"]), b"b".to_vec()),
+            ],
+            &[
+                key(&["d", "old1"]),
+                key(&["d", "both"]),
+                key(&["d", "absent"]),
+            ],
+        )
+        .unwrap();
+        let keys: Vec<String> = s
+            .scan_keys(Some(&key(&["d"])))
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(keys, vec!["d/new", "d/old2"]);
+        s.write_batch(&[], &[]).unwrap();
+    }
+
+    #[test]
+    fn store_batch_is_atomic_for_concurrent_scans() {
+        // A reader must see either all of the old keys or all of the new ones.
+        let s = SledStore::temporary().unwrap();
+        let old: Vec<Key> = (0..20)
+            .map(|i| key(&["d", &format!("old{i:02}")]))
+            .collect();
+        for k in &old {
+            s.put(k, b"x").unwrap();
+        }
+        let new: Vec<(Key, Vec<u8>)> = (0..20)
+            .map(|i| (key(&["d", &format!("new{i:02}")]), b"y".to_vec()))
+            .collect();
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let seen = s.scan_keys(Some(&key(&["d"]))).unwrap();
+                    let olds = seen.iter().filter(|k| k.components()[1].starts_with("old"));
+                    let n_old = olds.count();
+                    assert!(
+                        (n_old == 20 && seen.len() == 20) || (n_old == 0 && seen.len() == 20),
+                        "saw a half-applied batch: {} keys, {n_old} old",
+                        seen.len()
+                    );
+                }
+            })
+        };
+        s.write_batch(&new, &old).unwrap();
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn store_data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put(&key(&["k"]), b"v").unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(&key(&["k"])).unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(s.path(), Some(dir.path()));
+    }
+
+    #[test]
+    fn store_open_twice_says_the_directory_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("already in use"), "{msg}");
+        assert!(msg.ends_with('.'), "{msg}");
+    }
+
+    #[test]
+    fn store_open_on_a_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"hello").unwrap();
+        let err = SledStore::open(&file).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+}

@@ -1,10 +1,14 @@
 //! Anchors: how a comment or suggestion stays on its passage.
 //!
 //! An anchor holds two Automerge cursors, on the first and on the last
-//! character of the passage, plus the quote. Text inserted inside the passage
-//! becomes part of it; text inserted before its first or after its last
-//! character stays outside. When every character of the passage is deleted,
-//! the anchor is *orphaned* and views show the original quote instead.
+//! character of the passage, plus the quote. The passage is every character
+//! that sits, in the text's sequence order, from the first to the last of them:
+//! text inserted inside the passage becomes part of it; text inserted before
+//! its first or after its last character stays outside. A cursor on a deleted
+//! character resolves to where that character would be, so deleting the edges
+//! shrinks the passage. When every character of the passage is deleted (and
+//! nothing was typed inside it meanwhile), the anchor is *orphaned* and views
+//! show the original quote instead.
 
 use automerge::{Cursor, ReadDoc};
 use serde::{Deserialize, Serialize};

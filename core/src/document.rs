@@ -6,6 +6,8 @@ use automerge::{
     ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
 };
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use crate::error::{Error, Result};
 
 /// The newest schema version this build writes and understands.
@@ -72,12 +74,22 @@ pub(crate) fn check_header(doc: &Automerge, kind: DocKind) -> Result<()> {
 
 /// Loads Automerge bytes, turning a load failure into a sentence.
 pub(crate) fn load_bytes(bytes: &[u8], kind: DocKind) -> Result<Automerge> {
-    let doc = Automerge::load(bytes).map_err(|e| {
+    if bytes.is_empty() {
+        return Err(Error::Corrupt(format!(
+            "The {} document is empty (0 bytes), so there is nothing to open. Sync it again from the server or restore it from a backup.",
+            kind.as_str()
+        )));
+    }
+    let unreadable = |why: String| {
         Error::Corrupt(format!(
-            "The {} document could not be read: its bytes are truncated or are not an Automerge document ({e}). Sync it again from the server or restore it from a backup.",
+            "The {} document could not be read: its bytes {why}. Sync it again from the server or restore it from a backup.",
             kind.as_str()
         ))
-    })?;
+    };
+    crate::store::check_chunks(bytes).map_err(unreadable)?;
+    let doc = catch_unwind(AssertUnwindSafe(|| Automerge::load(bytes)))
+        .map_err(|_| unreadable("made the Automerge library fail".into()))?
+        .map_err(|e| unreadable(format!("are not a valid Automerge document ({e})")))?;
     check_header(&doc, kind)?;
     Ok(doc)
 }
@@ -213,13 +225,17 @@ pub trait KladDocument {
     /// elsewhere. Refuses (and keeps nothing of) bytes that are damaged or of a
     /// newer schema.
     fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut probe = self.automerge().clone();
-        probe.load_incremental(bytes).map_err(|e| {
+        let unreadable = |why: String| {
             Error::Corrupt(format!(
-                "The received {} changes could not be read ({e}); nothing was applied. Sync again.",
+                "The received {} changes could not be read: the bytes {why}. Nothing was applied; sync again.",
                 Self::KIND.as_str()
             ))
-        })?;
+        };
+        crate::store::check_chunks(bytes).map_err(unreadable)?;
+        let mut probe = self.automerge().clone();
+        catch_unwind(AssertUnwindSafe(|| probe.load_incremental(bytes)))
+            .map_err(|_| unreadable("made the Automerge library fail".into()))?
+            .map_err(|e| unreadable(format!("are not valid Automerge changes ({e})")))?;
         check_header(&probe, Self::KIND)?;
         *self.automerge_mut() = probe;
         Ok(())

@@ -48,7 +48,7 @@ impl ProcessInfo {
     pub fn member(&self, id: &MemberId) -> Result<&Member> {
         self.members.get(id).ok_or_else(|| {
             Error::NotFound(format!(
-                "{id} is not a member of the process \"{}\". Ask a facilitator for an invitation.",
+                "There is no member {id} in the process \"{}\". Ask a facilitator for an invitation.",
                 self.title
             ))
         })

@@ -413,7 +413,7 @@ fn load_values(doc_id: &str, values: &[Value]) -> Result<Automerge, StoreError> 
 ///
 /// Needed because `Automerge::load_incremental` silently ignores a damaged
 /// or truncated tail.
-fn check_chunks(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_chunks(bytes: &[u8]) -> Result<(), String> {
     if bytes.is_empty() {
         return Err("is empty".into());
     }

@@ -94,11 +94,15 @@ fn apply(s: &mut Session, kind: u8, a: u32, b: u32, c: u32, now: i64) -> bool {
             .create_article(now, article.as_ref(), &words(b), &words(c))
             .map(drop),
         (1, Some(id)) => {
-            let after = if c % 3 == 0 { None } else { pick(&articles, b) };
+            let after = if c.is_multiple_of(3) {
+                None
+            } else {
+                pick(&articles, b)
+            };
             s.move_article(now, &id, after.as_ref())
         }
-        (2, Some(id)) if b % 4 == 0 => s.remove_article(now, &id),
-        (3 | 4 | 5, Some(id)) => {
+        (2, Some(id)) if b.is_multiple_of(4) => s.remove_article(now, &id),
+        (3..=5, Some(id)) => {
             // A batch of keystrokes: one to three splices.
             let mut splices = Vec::new();
             let mut l = len;
@@ -159,12 +163,12 @@ fn apply(s: &mut Session, kind: u8, a: u32, b: u32, c: u32, now: i64) -> bool {
             None => Err(Error::InvalidInput("none".into())),
         },
         (14, _) => match pick(&threads, b) {
-            Some(t) if c % 2 == 0 => s.resolve(now, &t),
+            Some(t) if c.is_multiple_of(2) => s.resolve(now, &t),
             Some(t) => s.reopen(now, &t),
             None => Err(Error::InvalidInput("none".into())),
         },
         (15, _) => match pick(&any_contribution, b) {
-            Some(t) if c % 3 != 0 => s.hide(now, &t, "Reden"),
+            Some(t) if !c.is_multiple_of(3) => s.hide(now, &t, "Reden"),
             Some(t) => s.unhide(now, &t, "Toch niet"),
             None => Err(Error::InvalidInput("none".into())),
         },

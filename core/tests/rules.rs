@@ -196,3 +196,33 @@ fn every_operation_refuses_exactly_when_the_table_does() {
         }
     }
 }
+
+/// `docs/SCHEMA.md` shows the table as role × action with the phases in
+/// which each is allowed; it is generated from `may` and checked here.
+#[test]
+fn schema_doc_shows_the_current_table() {
+    let mut md = String::from("| action | drafter | official | facilitator | observer |\n|---|---|---|---|---|\n");
+    for action in Action::ALL {
+        md.push_str(&format!("| {action:?} ({}) |", action.phrase()));
+        for role in Role::ALL {
+            let phases: Vec<&str> = Phase::ALL
+                .into_iter()
+                .filter(|p| may(role, *p, action).is_ok())
+                .map(|p| p.as_str())
+                .collect();
+            let cell = if phases.is_empty() { "—".to_owned() } else { phases.join(", ") };
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCHEMA.md");
+    let doc = std::fs::read_to_string(path).expect("docs/SCHEMA.md is missing");
+    let (start, end) = ("<!-- rules-table:start -->\n", "<!-- rules-table:end -->");
+    let a = doc.find(start).expect("rules-table start marker") + start.len();
+    let b = doc.find(end).expect("rules-table end marker");
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::write(path, format!("{}{md}{}", &doc[..a], &doc[b..])).unwrap();
+        return;
+    }
+    assert_eq!(&doc[a..b], md, "docs/SCHEMA.md's rules table is stale: run UPDATE_FIXTURES=1 cargo test -p klad-core --test rules");
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: every crate's unit, property and integration tests,
+# including the end-to-end tests that start a real klad-server process and the
+# Node automerge-repo interop client (its npm packages are installed from the
+# lockfile on first use).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -f ../shared/data/automerge-paper.json.gz ] && [ -z "${KLAD_SHARED_DATA:-}" ]; then
+  echo "error: ../shared/data/automerge-paper.json.gz is missing; set KLAD_SHARED_DATA to the shared/data directory" >&2
+  exit 1
+fi
+
+cargo test --workspace --locked

@@ -183,6 +183,7 @@ pub struct ReadMark {
 #[derive(Clone, Debug)]
 pub struct ContributionsDoc {
     doc: Automerge,
+    memo: crate::document::Memo<()>,
 }
 
 klad_document!(ContributionsDoc, DocKind::Contributions);
@@ -204,7 +205,10 @@ impl ContributionsDoc {
                 Ok(())
             },
         )?;
-        Ok(ContributionsDoc { doc })
+        Ok(ContributionsDoc {
+            doc,
+            memo: Default::default(),
+        })
     }
 
     /// The member this document belongs to, once it has arrived.

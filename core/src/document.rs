@@ -257,6 +257,37 @@ pub trait KladDocument {
     }
 }
 
+/// A small cache of lookups into a document (object ids, a member's role),
+/// shared safely between threads. Cleared whenever changes from elsewhere are
+/// applied; entries that depend on the document's state also carry its heads.
+#[derive(Default)]
+pub(crate) struct Memo<T>(std::sync::Mutex<T>);
+
+impl<T: Default> Memo<T> {
+    pub(crate) fn clear(&self) {
+        *self.lock() = T::default();
+    }
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        // A panic while holding the lock leaves at worst a stale cache entry
+        // that is re-validated on use; recover the guard.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T: Clone> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Memo(std::sync::Mutex::new(
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        ))
+    }
+}
+
+impl<T> std::fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
 macro_rules! klad_document {
     ($ty:ident, $kind:expr) => {
         impl $crate::document::KladDocument for $ty {
@@ -265,6 +296,8 @@ macro_rules! klad_document {
                 &self.doc
             }
             fn automerge_mut(&mut self) -> &mut automerge::Automerge {
+                // Changes from elsewhere may change what the memo remembers.
+                self.memo.clear();
                 &mut self.doc
             }
         }
@@ -274,18 +307,23 @@ macro_rules! klad_document {
             pub fn load(bytes: &[u8]) -> $crate::error::Result<Self> {
                 Ok(Self {
                     doc: $crate::document::load_bytes(bytes, $kind)?,
+                    memo: Default::default(),
                 })
             }
             /// Wraps an Automerge document (for example one held by the sync layer),
             /// checking its kind and schema version.
             pub fn from_automerge(doc: automerge::Automerge) -> $crate::error::Result<Self> {
                 $crate::document::check_header(&doc, $kind)?;
-                Ok(Self { doc })
+                Ok(Self {
+                    doc,
+                    memo: Default::default(),
+                })
             }
             /// An empty placeholder, to be filled by sync.
             pub fn empty() -> Self {
                 Self {
                     doc: automerge::Automerge::new(),
+                    memo: Default::default(),
                 }
             }
             /// True while nothing of the document has arrived on this device.

@@ -79,6 +79,16 @@ pub struct NewMember {
 #[derive(Clone, Debug)]
 pub struct ProcessDoc {
     doc: Automerge,
+    /// Role and phase lookups, valid for the heads they were read at.
+    memo: crate::document::Memo<Option<RoleMemo>>,
+}
+
+#[derive(Clone, Debug)]
+struct RoleMemo {
+    heads: Vec<automerge::ChangeHash>,
+    member: MemberId,
+    role: Role,
+    phase: Phase,
 }
 
 klad_document!(ProcessDoc, DocKind::Process);
@@ -113,7 +123,10 @@ impl ProcessDoc {
                 Ok(())
             },
         )?;
-        Ok(ProcessDoc { doc })
+        Ok(ProcessDoc {
+            doc,
+            memo: Default::default(),
+        })
     }
 
     /// Reads the whole process document.
@@ -170,6 +183,13 @@ impl ProcessDoc {
     /// The role of `member` and the current phase, read without parsing the
     /// whole member list (this is on the path of every keystroke batch).
     pub fn role_and_phase(&self, member: &MemberId) -> Result<(Role, Phase)> {
+        let heads = self.doc.get_heads();
+        if let Some(m) = self.memo.lock().as_ref()
+            && m.heads == heads
+            && &m.member == member
+        {
+            return Ok((m.role, m.phase));
+        }
         let d = &self.doc;
         let phase = get_str(d, &ROOT, "phase").and_then(|p| Phase::parse(&p));
         let role = get_obj(d, &ROOT, "members", ObjType::Map)
@@ -177,7 +197,15 @@ impl ProcessDoc {
             .and_then(|m| get_str(d, &m, "role"))
             .and_then(|r| Role::parse(&r));
         match (role, phase) {
-            (Some(r), Some(p)) => Ok((r, p)),
+            (Some(r), Some(p)) => {
+                *self.memo.lock() = Some(RoleMemo {
+                    heads,
+                    member: member.clone(),
+                    role: r,
+                    phase: p,
+                });
+                Ok((r, p))
+            }
             (None, Some(_)) => Err(self.info()?.member(member).err().unwrap_or_else(|| {
                 Error::Corrupt(format!("The process document has no valid role for {member}."))
             })),

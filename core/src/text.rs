@@ -34,6 +34,17 @@ pub(crate) struct StoredArticle {
 #[derive(Clone, Debug)]
 pub struct TextDoc {
     doc: Automerge,
+    /// Object ids of articles (map, heading, body) by article id. An article's
+    /// objects never change once created (ids are unique), except through
+    /// changes from elsewhere, which clear the memo.
+    memo: crate::document::Memo<std::collections::HashMap<ArticleId, ArticleObjs>>,
+}
+
+#[derive(Clone, Debug)]
+struct ArticleObjs {
+    article: ObjId,
+    heading: ObjId,
+    body: ObjId,
 }
 
 klad_document!(TextDoc, DocKind::Text);
@@ -48,7 +59,10 @@ impl TextDoc {
             tx.put_object(ROOT, "articles", ObjType::Map)?;
             Ok(())
         })?;
-        Ok(TextDoc { doc })
+        Ok(TextDoc {
+            doc,
+            memo: Default::default(),
+        })
     }
 
     fn articles_obj(&self) -> Result<ObjId> {
@@ -100,6 +114,25 @@ impl TextDoc {
             ))
         })?;
         Ok(obj)
+    }
+
+    /// The objects of an article, remembered after the first lookup.
+    fn article_objs(&self, id: &ArticleId) -> Result<ArticleObjs> {
+        if let Some(objs) = self.memo.lock().get(id) {
+            return Ok(objs.clone());
+        }
+        let article = self.article_obj(id)?;
+        let text = |what: &str| {
+            get_obj(&self.doc, &article, what, ObjType::Text)
+                .ok_or_else(|| Error::Corrupt(format!("The article {id} has no {what} text.")))
+        };
+        let objs = ArticleObjs {
+            heading: text("heading")?,
+            body: text("body")?,
+            article: article.clone(),
+        };
+        self.memo.lock().insert(id.clone(), objs.clone());
+        Ok(objs)
     }
 
     /// The object of a live (not removed) article, or a sentence saying why not.
@@ -252,10 +285,17 @@ impl TextDoc {
         heading: bool,
         splices: &[Splice],
     ) -> Result<()> {
-        let article = self.live_article_obj(id)?;
-        let what = if heading { "heading" } else { "body" };
-        let obj = get_obj(&self.doc, &article, what, ObjType::Text)
-            .ok_or_else(|| Error::Corrupt(format!("The article {id} has no {what} text.")))?;
+        let objs = self.article_objs(id)?;
+        if get_bool(&self.doc, &objs.article, "removed").unwrap_or(false) {
+            return Err(Error::NotFound(format!(
+                "The article {id} has been removed from the text; it can no longer be changed or commented on."
+            )));
+        }
+        let (what, obj) = if heading {
+            ("heading", objs.heading)
+        } else {
+            ("body", objs.body)
+        };
         Self::check_splices(self.doc.length(&obj), splices)?;
         // The message stays short: it is stored in every keystroke batch.
         transact(&mut self.doc, now_ms, format!("edit {what}"), |tx| {

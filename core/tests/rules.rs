@@ -201,7 +201,9 @@ fn every_operation_refuses_exactly_when_the_table_does() {
 /// which each is allowed; it is generated from `may` and checked here.
 #[test]
 fn schema_doc_shows_the_current_table() {
-    let mut md = String::from("| action | drafter | official | facilitator | observer |\n|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "| action | drafter | official | facilitator | observer |\n|---|---|---|---|---|\n",
+    );
     for action in Action::ALL {
         md.push_str(&format!("| {action:?} ({}) |", action.phrase()));
         for role in Role::ALL {
@@ -210,7 +212,11 @@ fn schema_doc_shows_the_current_table() {
                 .filter(|p| may(role, *p, action).is_ok())
                 .map(|p| p.as_str())
                 .collect();
-            let cell = if phases.is_empty() { "—".to_owned() } else { phases.join(", ") };
+            let cell = if phases.is_empty() {
+                "—".to_owned()
+            } else {
+                phases.join(", ")
+            };
             md.push_str(&format!(" {cell} |"));
         }
         md.push('\n');
@@ -224,5 +230,9 @@ fn schema_doc_shows_the_current_table() {
         std::fs::write(path, format!("{}{md}{}", &doc[..a], &doc[b..])).unwrap();
         return;
     }
-    assert_eq!(&doc[a..b], md, "docs/SCHEMA.md's rules table is stale: run UPDATE_FIXTURES=1 cargo test -p klad-core --test rules");
+    assert_eq!(
+        &doc[a..b],
+        md,
+        "docs/SCHEMA.md's rules table is stale: run UPDATE_FIXTURES=1 cargo test -p klad-core --test rules"
+    );
 }

@@ -1,0 +1,168 @@
+//! Klad's benchmarks, as ratios against a baseline run in the same process.
+//!
+//! `cargo run --release -p klad-tests --bin klad-bench -- core-editing`
+//!
+//! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
+//! see shared/data/README.md) through klad-core's public edit API and through
+//! raw `automerge`, each in a child process of its own (so peak memory is that
+//! run's alone), one change per edit and batched, and prints a Markdown table
+//! of time, peak memory and saved size with klad/raw ratios.
+
+use std::process::Command;
+use std::time::Instant;
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjType, ROOT};
+use klad_core::*;
+use klad_tests::automerge_paper_trace;
+
+const BATCH: usize = 100;
+
+/// Peak resident set size of this process, in KiB (Linux `VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs one variant in this process and prints `seconds peak_kib saved_bytes`.
+fn run_variant(variant: &str) -> anyhow::Result<()> {
+    let trace = automerge_paper_trace()?;
+    let edits: Vec<Splice> = trace
+        .txns
+        .iter()
+        .flat_map(|t| t.patches.iter())
+        .map(|(pos, delete, insert)| Splice {
+            pos: *pos,
+            delete: *delete,
+            insert: insert.clone(),
+        })
+        .collect();
+    let batch = if variant.ends_with("batched") {
+        BATCH
+    } else {
+        1
+    };
+    let (secs, saved, text) = if variant.starts_with("raw") {
+        let mut doc = Automerge::new();
+        let obj = doc
+            .transact::<_, _, automerge::AutomergeError>(|tx| {
+                tx.put_object(ROOT, "text", ObjType::Text)
+            })
+            .map_err(|f| f.error)?
+            .result;
+        let start = Instant::now();
+        for chunk in edits.chunks(batch) {
+            doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+                for s in chunk {
+                    tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert)?;
+                }
+                Ok(())
+            })
+            .map_err(|f| f.error)?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        use automerge::ReadDoc;
+        (secs, doc.save().len(), doc.text(&obj)?)
+    } else {
+        let t0 = 1_767_571_200_000;
+        let mut docs =
+            ProcessDocs::create(t0, &ProcessId::from("bench"), "Bench", &DocId::from("text"))?;
+        let writer = docs.add_member(t0, None, "Typist", Role::Drafter, &DocId::from("c"))?;
+        let mut session = Session::new(docs, writer, ActorId::from(vec![7u8; 16]));
+        let article = session.create_article(t0, None, "Paper", "")?;
+        let start = Instant::now();
+        for (i, chunk) in edits.chunks(batch).enumerate() {
+            session.edit_body(t0 + i as i64, &article, chunk)?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        (
+            secs,
+            session.docs().text.save().len(),
+            session.docs().text.body(&article)?,
+        )
+    };
+    anyhow::ensure!(
+        text == trace.end_content,
+        "{variant}: replay did not reach endContent"
+    );
+    println!("{secs} {} {saved}", peak_rss_kib());
+    Ok(())
+}
+
+struct Measured {
+    secs: f64,
+    peak_kib: u64,
+    saved: usize,
+}
+
+fn measure(variant: &str) -> anyhow::Result<Measured> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["variant", variant])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{variant} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8(out.stdout)?;
+    let f: Vec<&str> = s.split_whitespace().collect();
+    Ok(Measured {
+        secs: f[0].parse()?,
+        peak_kib: f[1].parse()?,
+        saved: f[2].parse()?,
+    })
+}
+
+fn core_editing() -> anyhow::Result<()> {
+    println!(
+        "| variant | time (s) | peak RSS (MiB) | saved (KiB) | time ratio | memory ratio | size ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (raw, klad, label) in [
+        ("raw-per-edit", "klad-per-edit", "one change per edit"),
+        (
+            "raw-batched",
+            "klad-batched",
+            "batched (100 edits per change)",
+        ),
+    ] {
+        let r = measure(raw)?;
+        let k = measure(klad)?;
+        for (name, m) in [
+            (format!("automerge, {label}"), &r),
+            (format!("klad-core, {label}"), &k),
+        ] {
+            println!(
+                "| {name} | {:.2} | {:.1} | {:.0} | {:.2}× | {:.2}× | {:.2}× |",
+                m.secs,
+                m.peak_kib as f64 / 1024.0,
+                m.saved as f64 / 1024.0,
+                m.secs / r.secs,
+                m.peak_kib as f64 / r.peak_kib as f64,
+                m.saved as f64 / r.saved as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["variant", v] => run_variant(v),
+        [] | ["core-editing"] => core_editing(),
+        other => anyhow::bail!("unknown benchmark {other:?}; try `core-editing`"),
+    }
+}

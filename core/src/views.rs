@@ -258,6 +258,11 @@ pub fn threads(
     }
     let hidden_of = |id: &ContributionId| hidden.get(id).cloned().flatten();
 
+    // Statements by the thread they are about, in statement order.
+    let mut by_thread: BTreeMap<&ContributionId, Vec<&Contribution>> = BTreeMap::new();
+    for c in &all {
+        by_thread.entry(c.body.thread(&c.id)).or_default().push(c);
+    }
     let mut out = Vec::new();
     for root in &all {
         let (kind, anchor, text, replacement) = match &root.body {
@@ -282,7 +287,7 @@ pub fn threads(
         // (resolved?) of the latest resolution or decision
         let mut closed: Option<bool> = None;
         let mut decision: Option<bool> = None;
-        for c in &all {
+        for c in by_thread.get(&root.id).into_iter().flatten() {
             match &c.body {
                 Body::Reply { thread, text } if thread == &root.id => {
                     let h = hidden_of(&c.id);

@@ -161,3 +161,61 @@ fn a_process_from_draft_to_final() {
     assert!(matches!(err, Error::NotAllowed(_)));
     assert!(err.to_string().contains("consultation phase"), "{err}");
 }
+
+/// A client that bypasses the rules and writes statements its role may not
+/// make into its own document changes nothing anyone reads.
+#[test]
+fn forged_statements_do_not_count() {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ROOT, ReadDoc, ScalarValue};
+
+    let mut w = World::new();
+    let a = w
+        .anna
+        .create_article(T0, None, "Doel", "Groen in de buurt.")
+        .unwrap();
+    w.sync_all();
+    let c = w.olga.comment(T0 + 1, &a, 0, 5, "Hoe groen?").unwrap();
+    w.sync_all();
+
+    // Bram, a drafter, writes a formal answer and a moderation act directly
+    // into his own document, as a modified app could.
+    let bram = w.bram.member_id().clone();
+    let doc = w.bram.docs_mut().contributions.get_mut(&bram).unwrap();
+    let am = doc.automerge_mut();
+    let items = match am.get(ROOT, "items").unwrap().unwrap() {
+        (automerge::Value::Object(ObjType::Map), id) => id,
+        _ => unreachable!(),
+    };
+    am.transact::<_, _, automerge::AutomergeError>(|tx| {
+        let o = tx.put_object(&items, "forged-answer", ObjType::Map)?;
+        tx.put(&o, "kind", "answer")?;
+        tx.put(&o, "created_at", ScalarValue::Int(T0 + 2))?;
+        tx.put(&o, "thread", c.as_str())?;
+        tx.put(&o, "status", "adopted")?;
+        tx.put(&o, "reason", "Ik beslis dit zelf.")?;
+        let m = tx.put_object(&items, "forged-hide", ObjType::Map)?;
+        tx.put(&m, "kind", "moderation")?;
+        tx.put(&m, "created_at", ScalarValue::Int(T0 + 3))?;
+        tx.put(&m, "target", c.as_str())?;
+        tx.put(&m, "hidden", true)?;
+        tx.put(&m, "reason", "Weg ermee.")?;
+        Ok(())
+    })
+    .unwrap();
+    w.sync_all();
+    // The forged items are there for anyone to inspect in the history...
+    assert!(w.otto.docs().contributions[&bram].contains(&ContributionId::from("forged-answer")));
+    // ...but the thread is still open, unanswered and visible.
+    let t = &views::threads(w.otto.docs(), None, T0 + 10).unwrap()[0];
+    assert_eq!(t.status, ThreadStatus::Open);
+    assert!(t.answers.is_empty());
+    assert!(t.hidden.is_none());
+
+    // A contributions document held under the wrong member is ignored entirely.
+    let mut docs = w.otto.docs().clone();
+    let olga = w.olga.member_id().clone();
+    let bram_doc = docs.contributions[&bram].clone();
+    docs.contributions.insert(olga, bram_doc);
+    assert!(views::threads(&docs, None, T0).unwrap().is_empty());
+}

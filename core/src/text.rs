@@ -45,6 +45,9 @@ struct ArticleObjs {
     article: ObjId,
     heading: ObjId,
     body: ObjId,
+    /// Only `remove_article` (which updates the memo) and changes from
+    /// elsewhere (which clear it) can change this.
+    removed: bool,
 }
 
 klad_document!(TextDoc, DocKind::Text);
@@ -129,6 +132,7 @@ impl TextDoc {
         let objs = ArticleObjs {
             heading: text("heading")?,
             body: text("body")?,
+            removed: get_bool(&self.doc, &article, "removed").unwrap_or(false),
             article: article.clone(),
         };
         self.memo.lock().insert(id.clone(), objs.clone());
@@ -286,7 +290,7 @@ impl TextDoc {
         splices: &[Splice],
     ) -> Result<()> {
         let objs = self.article_objs(id)?;
-        if get_bool(&self.doc, &objs.article, "removed").unwrap_or(false) {
+        if objs.removed {
             return Err(Error::NotFound(format!(
                 "The article {id} has been removed from the text; it can no longer be changed or commented on."
             )));

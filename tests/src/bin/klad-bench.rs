@@ -44,6 +44,11 @@ fn run_variant(variant: &str) -> anyhow::Result<()> {
             insert: insert.clone(),
         })
         .collect();
+    // For profiling: replay only a prefix (the end-content check is then skipped).
+    let limit: Option<usize> = std::env::var("KLAD_BENCH_EDITS")
+        .ok()
+        .and_then(|n| n.parse().ok());
+    let edits = &edits[..limit.unwrap_or(edits.len()).min(edits.len())];
     let batch = if variant.ends_with("batched") {
         BATCH
     } else {

@@ -141,13 +141,13 @@ impl TextDoc {
 
     /// The object of a live (not removed) article, or a sentence saying why not.
     pub(crate) fn live_article_obj(&self, id: &ArticleId) -> Result<ObjId> {
-        let obj = self.article_obj(id)?;
-        if get_bool(&self.doc, &obj, "removed").unwrap_or(false) {
+        let objs = self.article_objs(id)?;
+        if objs.removed {
             return Err(Error::NotFound(format!(
                 "The article {id} has been removed from the text; it can no longer be changed or commented on."
             )));
         }
-        Ok(obj)
+        Ok(objs.article)
     }
 
     pub(crate) fn body_obj(&self, id: &ArticleId) -> Result<ObjId> {
@@ -289,12 +289,8 @@ impl TextDoc {
         heading: bool,
         splices: &[Splice],
     ) -> Result<()> {
+        self.live_article_obj(id)?;
         let objs = self.article_objs(id)?;
-        if objs.removed {
-            return Err(Error::NotFound(format!(
-                "The article {id} has been removed from the text; it can no longer be changed or commented on."
-            )));
-        }
         let (what, obj) = if heading {
             ("heading", objs.heading)
         } else {

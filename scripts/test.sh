@@ -11,4 +11,6 @@ if [ ! -f ../shared/data/automerge-paper.json.gz ] && [ -z "${KLAD_SHARED_DATA:-
   exit 1
 fi
 
-cargo test --workspace --locked
+# nextest runs every test in its own process, in parallel, and ends with one
+# summary line for the whole workspace.
+cargo nextest run --workspace --locked --no-fail-fast

@@ -35,6 +35,8 @@ pub use document::{DocKind, KladDocument, SCHEMA_VERSION};
 pub use error::{Error, Result};
 pub use ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
 pub use process::{Member, NewMember, ProcessDoc, ProcessInfo};
-pub use rules::{Action, Phase, Refusal, Role, may};
+pub use rules::{
+    Action, DocumentAccess, Phase, ReadOnlyReason, Refusal, Role, document_access, may,
+};
 pub use session::{OnBehalf, ProcessDocs, Session};
 pub use text::{Splice, TextDoc};

@@ -279,6 +279,77 @@ pub fn may(role: Role, phase: Phase, action: Action) -> Result<(), Refusal> {
     })
 }
 
+/// Why a member may read a whole document but not write it. The labels are
+/// used in metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadOnlyReason {
+    /// The process document is written by the server only.
+    ProcessDocument,
+    /// Only drafters change the text.
+    TextNotADrafter,
+    /// The text changes only in the drafting phase.
+    TextOutsideDrafting,
+    /// A contributions document is written by its owner only.
+    AnotherMembersContributions,
+    /// Observers write nothing that syncs (their read marks stay on their device).
+    Observer,
+}
+
+impl ReadOnlyReason {
+    /// The label used in metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadOnlyReason::ProcessDocument => "process_document",
+            ReadOnlyReason::TextNotADrafter => "text_not_a_drafter",
+            ReadOnlyReason::TextOutsideDrafting => "text_outside_drafting",
+            ReadOnlyReason::AnotherMembersContributions => "another_members_contributions",
+            ReadOnlyReason::Observer => "observer",
+        }
+    }
+}
+
+/// What a member of a process may do with one of its documents as a whole.
+/// (Someone who is not a member gets nothing; that is decided before this.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentAccess {
+    /// Read it; changes from this member are refused.
+    ReadOnly(ReadOnlyReason),
+    /// Read and write it.
+    ReadWrite,
+}
+
+/// The rules at the document boundary, where a sync peer (the server, or a
+/// phone on a peer link) accepts or refuses a whole document's changes:
+/// the text is writable by those who may [`Action::EditText`] now, a
+/// contributions document by its owner only, the process document by no member.
+pub fn document_access(
+    role: Role,
+    phase: Phase,
+    doc: crate::document::DocKind,
+    own: bool,
+) -> DocumentAccess {
+    use crate::document::DocKind;
+    if role == Role::Observer {
+        return DocumentAccess::ReadOnly(ReadOnlyReason::Observer);
+    }
+    match doc {
+        DocKind::Process => DocumentAccess::ReadOnly(ReadOnlyReason::ProcessDocument),
+        DocKind::Text => match may(role, phase, Action::EditText) {
+            Ok(()) => DocumentAccess::ReadWrite,
+            Err(r) if !Action::EditText.roles().contains(&r.role) => {
+                DocumentAccess::ReadOnly(ReadOnlyReason::TextNotADrafter)
+            }
+            Err(_) => DocumentAccess::ReadOnly(ReadOnlyReason::TextOutsideDrafting),
+        },
+        DocKind::Contributions if own => DocumentAccess::ReadWrite,
+        DocKind::Contributions => {
+            DocumentAccess::ReadOnly(ReadOnlyReason::AnotherMembersContributions)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,3 +236,30 @@ fn schema_doc_shows_the_current_table() {
         "docs/SCHEMA.md's rules table is stale: run UPDATE_FIXTURES=1 cargo test -p klad-core --test rules"
     );
 }
+
+/// The document boundary follows the same table: the text is writable exactly
+/// by whoever may edit it now, a contributions document only by its owner
+/// (observers keep even their read marks local), the process document by no member.
+#[test]
+fn document_access_follows_the_rules() {
+    for role in Role::ALL {
+        for phase in Phase::ALL {
+            for own in [false, true] {
+                let text = document_access(role, phase, DocKind::Text, own);
+                assert_eq!(
+                    text == DocumentAccess::ReadWrite,
+                    may(role, phase, Action::EditText).is_ok()
+                );
+                let contributions = document_access(role, phase, DocKind::Contributions, own);
+                assert_eq!(
+                    contributions == DocumentAccess::ReadWrite,
+                    own && role != Role::Observer
+                );
+                assert!(matches!(
+                    document_access(role, phase, DocKind::Process, own),
+                    DocumentAccess::ReadOnly(_)
+                ));
+            }
+        }
+    }
+}

@@ -1,5 +1,30 @@
 //! `klad-server`: the sync server.
 //!
-//! Not built yet: this crate holds the place of the automerge-repo sync server
-//! (axum + tokio + samod on klad-core's store) that issue 3 asks for. It has no
-//! binary until that work lands, so nothing can mistake it for a running server.
+//! An axum + tokio server that speaks the automerge-repo sync protocol (via
+//! `samod`) on `/sync`, stores every document in klad-core's sled store,
+//! authenticates members with Ed25519-signed tokens, and enforces Klad's
+//! rules at the document boundary with samod's share policy.
+//!
+//! Code map:
+//! - [`server`]: opening the data directory, serving, shutting down.
+//! - [`storage`]: samod's `Storage` on klad-core's `KvStore`.
+//! - [`durability`]: the barrier that holds back acknowledgements until changes are on disk.
+//! - [`auth`]: signing key, tokens, admin secret.
+//! - [`directory`]: who is in which process with which role; the share policy.
+//! - [`facilitation`]: creating processes, inviting members, changing phase.
+//! - [`connection`]: one websocket between axum and samod, with limits.
+//! - [`http`]: the routes.
+//! - [`client`]: a small HTTP client the command line uses to reach a running server.
+//! - [`metrics`], [`wire`]: counters; just enough of the wire format.
+
+pub mod auth;
+pub mod client;
+pub mod connection;
+pub mod directory;
+pub mod durability;
+pub mod facilitation;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod wire;

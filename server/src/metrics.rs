@@ -1,0 +1,229 @@
+//! Prometheus counters, rendered as text at `/metrics`. Plain atomics: the
+//! server exposes a handful of series and needs no metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use samod::{RepoEvent, RepoObserver};
+
+/// Upper bounds (seconds) of the storage flush latency histogram buckets.
+const FLUSH_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
+
+/// All counters of one server.
+#[derive(Default)]
+pub struct Metrics {
+    connections_total: AtomicU64,
+    connections_open: AtomicI64,
+    documents_loaded: AtomicI64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    storage_errors: AtomicU64,
+    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
+    flush_count: AtomicU64,
+    flush_sum_us: AtomicU64,
+    refused_writes: Mutex<BTreeMap<String, u64>>,
+    rejected_connections: Mutex<BTreeMap<String, u64>>,
+    closed_connections: Mutex<BTreeMap<String, u64>>,
+}
+
+fn bump(map: &Mutex<BTreeMap<String, u64>>, reason: &str) {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    *m.entry(reason.to_owned()).or_default() += 1;
+}
+
+impl Metrics {
+    /// A connection was accepted (after authentication).
+    pub fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An accepted connection ended.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections open right now.
+    pub fn open_connections(&self) -> i64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// A connection attempt was refused before the upgrade (bad token, limit).
+    pub fn connection_rejected(&self, reason: &str) {
+        bump(&self.rejected_connections, reason);
+    }
+
+    /// The server closed a connection for `reason` (oversized, malformed, ...).
+    pub fn connection_closed_by_server(&self, reason: &str) {
+        bump(&self.closed_connections, reason);
+    }
+
+    /// A frame arrived from a client.
+    pub fn message_in(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A frame was sent to a client.
+    pub fn message_out(&self, bytes: usize) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A client sent changes to a document it may not write.
+    pub fn refused_write(&self, reason: &str) {
+        bump(&self.refused_writes, reason);
+    }
+
+    /// Refused writes so far for `reason`.
+    pub fn refused_writes(&self, reason: &str) -> u64 {
+        let m = self
+            .refused_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.get(reason).copied().unwrap_or(0)
+    }
+
+    /// A storage call failed.
+    pub fn storage_error(&self) {
+        self.storage_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Storage errors so far.
+    pub fn storage_errors(&self) -> u64 {
+        self.storage_errors.load(Ordering::Relaxed)
+    }
+
+    /// A put (with its flush) took `d`.
+    pub fn observe_flush(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, bound) in FLUSH_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.flush_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.flush_count.fetch_add(1, Ordering::Relaxed);
+        self.flush_sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "klad_connections_total",
+            "Websocket connections accepted after authentication.",
+            g(&self.connections_total),
+        );
+        counter(
+            "klad_messages_in_total",
+            "Frames received from clients.",
+            g(&self.messages_in),
+        );
+        counter(
+            "klad_messages_out_total",
+            "Frames sent to clients.",
+            g(&self.messages_out),
+        );
+        counter(
+            "klad_bytes_in_total",
+            "Bytes received from clients.",
+            g(&self.bytes_in),
+        );
+        counter(
+            "klad_bytes_out_total",
+            "Bytes sent to clients.",
+            g(&self.bytes_out),
+        );
+        counter(
+            "klad_storage_errors_total",
+            "Storage calls that failed.",
+            g(&self.storage_errors),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP klad_connections_open Websocket connections open now.\n# TYPE klad_connections_open gauge\nklad_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP klad_documents_loaded Documents held in memory by the sync engine.\n# TYPE klad_documents_loaded gauge\nklad_documents_loaded {}",
+            self.documents_loaded.load(Ordering::Relaxed)
+        );
+        for (name, help, map) in [
+            (
+                "klad_refused_writes_total",
+                "Changes a client sent to a document it may not write, by reason. They are never stored or forwarded.",
+                &self.refused_writes,
+            ),
+            (
+                "klad_rejected_connections_total",
+                "Connection attempts refused before the websocket upgrade, by reason.",
+                &self.rejected_connections,
+            ),
+            (
+                "klad_server_closed_connections_total",
+                "Connections the server closed, by reason.",
+                &self.closed_connections,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let m = map.lock().unwrap_or_else(|e| e.into_inner());
+            for (reason, v) in m.iter() {
+                let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+            }
+        }
+        let name = "klad_storage_flush_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to write and flush one storage put.\n# TYPE {name} histogram"
+        );
+        for (i, bound) in FLUSH_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                g(&self.flush_buckets[i])
+            );
+        }
+        let count = g(&self.flush_count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            g(&self.flush_sum_us) as f64 / 1_000_000.0
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+/// Feeds samod's document lifecycle into [`Metrics`].
+pub struct MetricsObserver(pub std::sync::Arc<Metrics>);
+
+impl RepoObserver for MetricsObserver {
+    fn observe(&self, event: &RepoEvent) {
+        match event {
+            RepoEvent::DocumentOpened { .. } => {
+                self.0.documents_loaded.fetch_add(1, Ordering::Relaxed);
+            }
+            RepoEvent::DocumentClosed { .. } => {
+                self.0.documents_loaded.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Putting the parts together: open the data directory, start samod on it,
+//! serve HTTP, shut down cleanly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use klad_core::store::SledStore;
+use samod::{PeerId, Repo};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Keys, load_or_create_admin_secret};
+use crate::connection::ConnectionShared;
+use crate::directory::{Directory, Policy};
+use crate::durability::Durability;
+use crate::facilitation::Facilitation;
+use crate::http::{AppState, router};
+use crate::metrics::{Metrics, MetricsObserver};
+use crate::storage::SamodStore;
+
+/// The file a running server writes into its data directory so that the
+/// command line can reach it (removed on a clean shutdown).
+pub const SERVER_FILE: &str = "server.json";
+/// The sled database's directory inside the data directory.
+pub const STORE_DIR: &str = "store";
+
+/// What `server.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerFile {
+    /// The address the server listens on.
+    pub listen: String,
+    /// The server's process id.
+    pub pid: u32,
+}
+
+/// How to run the server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to listen on (`127.0.0.1:7700`; port 0 picks a free port).
+    pub listen: String,
+    /// The data directory.
+    pub data: PathBuf,
+    /// Largest accepted websocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// Most websocket connections open at once.
+    pub max_connections: usize,
+    /// Fault injection for tests: delay every storage put (never in production).
+    pub fault_put_delay: Option<Duration>,
+}
+
+/// samod and everything around it, opened on one data directory.
+pub struct Engine {
+    /// The samod repo.
+    pub repo: Repo,
+    /// Facilitation (process documents).
+    pub facilitation: Arc<Facilitation<SledStore>>,
+    /// The membership index.
+    pub directory: Arc<Directory>,
+    /// The durability tracker.
+    pub durability: Arc<Durability>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Opens the data directory (creating it), starts samod on its store and
+/// loads every process. Fails with klad-core's "already in use" error when
+/// another process has the store open.
+pub async fn open_engine(data: &Path) -> anyhow::Result<Engine> {
+    open_engine_with(data, None).await
+}
+
+/// [`open_engine`], with an optional storage put delay (fault injection for tests).
+pub async fn open_engine_with(data: &Path, put_delay: Option<Duration>) -> anyhow::Result<Engine> {
+    std::fs::create_dir_all(data).map_err(|e| {
+        anyhow::anyhow!(
+            "The data directory {} could not be created ({e}). Choose a directory this user may write.",
+            data.display()
+        )
+    })?;
+    let store = SledStore::open(data.join(STORE_DIR))?;
+    let keys = Arc::new(Keys::load_or_create(data)?);
+    let metrics = Arc::new(Metrics::default());
+    let durability = Arc::new(Durability::new());
+    let directory = Arc::new(Directory::new());
+    let repo = Repo::build_tokio()
+        .with_peer_id(PeerId::from("klad-server"))
+        .with_storage(
+            SamodStore::new(store.clone(), durability.clone(), metrics.clone())
+                .with_put_delay(put_delay),
+        )
+        .with_share_policy(Policy(directory.clone()))
+        .with_observer(MetricsObserver(metrics.clone()))
+        .load()
+        .await;
+    let facilitation = Arc::new(Facilitation::new(
+        repo.clone(),
+        store,
+        directory.clone(),
+        keys,
+    ));
+    let n = facilitation.load_all().await?;
+    tracing::info!(processes = n, data = %data.display(), "data directory opened");
+    Ok(Engine {
+        repo,
+        facilitation,
+        directory,
+        durability,
+        metrics,
+    })
+}
+
+impl Engine {
+    /// Stops samod, which writes out everything it holds.
+    pub async fn stop(self) {
+        if tokio::time::timeout(Duration::from_secs(30), self.repo.stop())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "samod did not stop within 30 seconds; some documents may not have been flushed"
+            );
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let engine = open_engine_with(&cfg.data, cfg.fault_put_delay).await?;
+    if let Some(d) = cfg.fault_put_delay {
+        tracing::warn!(delay = ?d, "fault injection: every storage write is delayed (a test setting)");
+    }
+    let admin_secret = load_or_create_admin_secret(&cfg.data)?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "Could not listen on {} ({e}). Choose another address with --listen or KLAD_LISTEN.",
+            cfg.listen
+        )
+    })?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let acceptor = engine
+        .repo
+        .make_acceptor(url::Url::parse(&format!("ws://{addr}/sync"))?)
+        .map_err(|_| anyhow::anyhow!("The sync engine stopped while starting."))?;
+    let shared = Arc::new(ConnectionShared {
+        acceptor,
+        directory: engine.directory.clone(),
+        durability: engine.durability.clone(),
+        metrics: engine.metrics.clone(),
+        max_message_bytes: cfg.max_message_bytes,
+        shutting_down: AtomicBool::new(false),
+    });
+    let state = Arc::new(AppState {
+        shared: shared.clone(),
+        facilitation: engine.facilitation.clone(),
+        admin_secret,
+        max_connections: cfg.max_connections,
+    });
+    let server_file = cfg.data.join(SERVER_FILE);
+    std::fs::write(
+        &server_file,
+        serde_json::to_vec_pretty(&ServerFile {
+            listen: addr.to_string(),
+            pid: std::process::id(),
+        })?,
+    )?;
+    tracing::info!(%addr, "klad-server listening; sync at ws://{addr}/sync");
+    println!("klad-server listening on {addr}");
+
+    let app = router(state);
+    let shutdown = {
+        let shared = shared.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: refusing new connections, flushing documents");
+            shared.shutting_down.store(true, Ordering::Relaxed);
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    engine.stop().await;
+    let _ = std::fs::remove_file(&server_file);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

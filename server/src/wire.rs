@@ -1,0 +1,171 @@
+//! Just enough of the automerge-repo wire format (CBOR maps) for the server to
+//! check frames before samod sees them and to find the heads in frames it sends.
+
+use automerge::ChangeHash;
+use automerge::sync::Message as SyncMessage;
+use ciborium::Value;
+
+/// The fields of one frame the server cares about.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// The message type (`join`, `peer`, `request`, `sync`, `doc-unavailable`, ...).
+    pub kind: String,
+    /// The document the message is about, if any.
+    pub document_id: Option<String>,
+    /// The sync payload of `request` and `sync` messages.
+    pub data: Option<Vec<u8>>,
+}
+
+/// Why a frame is not acceptable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// Not CBOR, or not a map with a `type`.
+    #[error("the frame is not an automerge-repo message (a CBOR map with a \"type\" field)")]
+    NotAMessage,
+    /// A document id that is not an automerge-repo document id.
+    #[error("the frame names a document id that is not a valid automerge-repo document id")]
+    BadDocumentId,
+    /// A sync payload that Automerge cannot decode.
+    #[error("the frame's sync data is not an Automerge sync message")]
+    BadSyncData,
+}
+
+/// Decodes a frame's header fields.
+pub fn parse(bytes: &[u8]) -> Result<Frame, FrameError> {
+    let value: Value = ciborium::from_reader(bytes).map_err(|_| FrameError::NotAMessage)?;
+    let Value::Map(entries) = value else {
+        return Err(FrameError::NotAMessage);
+    };
+    let mut frame = Frame::default();
+    for (k, v) in entries {
+        let Value::Text(k) = k else { continue };
+        match (k.as_str(), v) {
+            ("type", Value::Text(t)) => frame.kind = t,
+            ("documentId", Value::Text(d)) => frame.document_id = Some(d),
+            ("documentId", _) => return Err(FrameError::BadDocumentId),
+            ("data", Value::Bytes(b)) => frame.data = Some(b),
+            _ => {}
+        }
+    }
+    if frame.kind.is_empty() {
+        return Err(FrameError::NotAMessage);
+    }
+    if let Some(d) = &frame.document_id
+        && d.parse::<samod::DocumentId>().is_err()
+    {
+        return Err(FrameError::BadDocumentId);
+    }
+    Ok(frame)
+}
+
+impl Frame {
+    /// True for the messages that carry Automerge sync data.
+    pub fn is_sync(&self) -> bool {
+        matches!(self.kind.as_str(), "sync" | "request")
+    }
+
+    /// The decoded sync message of a `sync`/`request` frame.
+    pub fn sync_message(&self) -> Result<Option<SyncMessage>, FrameError> {
+        match (&self.data, self.is_sync()) {
+            (Some(d), true) => SyncMessage::decode(d)
+                .map(Some)
+                .map_err(|_| FrameError::BadSyncData),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The same frame with the changes removed from its sync message (heads,
+/// needs and the bloom filter stay, so the sync exchange goes on). Used for
+/// changes a member may not write: the server drops them itself instead of
+/// relying on samod's read-only state, which follows a phase change a moment
+/// later than the directory does.
+pub fn strip_changes(bytes: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let value: Value = ciborium::from_reader(bytes).map_err(|_| FrameError::NotAMessage)?;
+    let Value::Map(mut entries) = value else {
+        return Err(FrameError::NotAMessage);
+    };
+    for (k, v) in entries.iter_mut() {
+        if matches!(k, Value::Text(t) if t == "data") {
+            let Value::Bytes(data) = v else {
+                return Err(FrameError::BadSyncData);
+            };
+            let mut msg = SyncMessage::decode(data).map_err(|_| FrameError::BadSyncData)?;
+            msg.changes = automerge::sync::ChunkList::empty();
+            *v = Value::Bytes(msg.encode());
+        }
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    ciborium::into_writer(&Value::Map(entries), &mut out).map_err(|_| FrameError::NotAMessage)?;
+    Ok(out)
+}
+
+/// The heads a sync message announces.
+pub fn heads(msg: &SyncMessage) -> &[ChangeHash] {
+    &msg.heads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn frames_parse_or_fail_clearly() {
+        let doc = samod::DocumentId::try_from(vec![7u8; 16]).unwrap();
+        let ok = encode(&Value::Map(vec![
+            (Value::Text("type".into()), Value::Text("sync".into())),
+            (
+                Value::Text("documentId".into()),
+                Value::Text(doc.to_string()),
+            ),
+            (Value::Text("data".into()), Value::Bytes(vec![1, 2])),
+        ]));
+        let f = parse(&ok).unwrap();
+        assert!(f.is_sync());
+        assert_eq!(f.document_id.as_deref(), Some(doc.to_string().as_str()));
+        assert_eq!(f.sync_message(), Err(FrameError::BadSyncData));
+        assert_eq!(parse(b"\xff\x00garbage"), Err(FrameError::NotAMessage));
+        let bad_doc = encode(&Value::Map(vec![
+            (Value::Text("type".into()), Value::Text("sync".into())),
+            (
+                Value::Text("documentId".into()),
+                Value::Text("not-a-doc".into()),
+            ),
+        ]));
+        assert_eq!(parse(&bad_doc), Err(FrameError::BadDocumentId));
+    }
+
+    #[test]
+    fn stripping_keeps_everything_but_the_changes() {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "k", "v").unwrap();
+        tx.commit();
+        let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+        let msg = SyncMessage {
+            heads: doc.get_heads(),
+            need: vec![],
+            have: vec![],
+            changes: vec![change].into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        let frame = encode(&Value::Map(vec![
+            (Value::Text("type".into()), Value::Text("sync".into())),
+            (Value::Text("senderId".into()), Value::Text("p".into())),
+            (Value::Text("data".into()), Value::Bytes(msg.encode())),
+        ]));
+        let stripped = parse(&strip_changes(&frame).unwrap()).unwrap();
+        let m = stripped.sync_message().unwrap().unwrap();
+        assert!(m.changes.is_empty());
+        assert_eq!(m.heads, doc.get_heads());
+        assert_eq!(stripped.kind, "sync");
+    }
+}

@@ -317,6 +317,29 @@ impl<S: KvStore> Facilitation<S> {
         Ok(info)
     }
 
+    /// Records `actor` (hex Automerge actor id) as a device of `member`, so that
+    /// blame and history attribute that device's changes to them. Does nothing
+    /// if it is already theirs; refuses an actor id that belongs to someone else.
+    pub async fn register_device(
+        &self,
+        pid: &ProcessId,
+        member: &MemberId,
+        actor: &automerge::ActorId,
+    ) -> Result<(), FacilitationError> {
+        let info = self.summary(pid)?;
+        let hex = actor.to_hex_string();
+        if info.member(member)?.devices.contains(&hex) {
+            return Ok(());
+        }
+        let handle = self.handle(pid).await?;
+        let _serialised = self.handles.lock().await;
+        let info = handle
+            .with_document(|d| edit_process(d, |pd| pd.register_device(now_ms(), member, actor)))?;
+        self.directory.upsert(info);
+        tracing::info!(process = %pid, member = %member, actor = %hex, "device registered");
+        Ok(())
+    }
+
     /// What the process document says now.
     pub fn summary(&self, pid: &ProcessId) -> Result<ProcessInfo, FacilitationError> {
         self.directory.process(pid).ok_or_else(|| {

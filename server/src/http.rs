@@ -111,6 +111,9 @@ fn authenticate(state: &AppState, token: Option<&str>) -> Result<TokenClaims, To
 struct SyncQuery {
     token: Option<String>,
     device: Option<String>,
+    /// Hex Automerge actor id the device writes with; registered under the
+    /// member so their changes are attributed to them.
+    actor: Option<String>,
 }
 
 async fn sync(
@@ -159,6 +162,27 @@ async fn sync(
         )
         .into_response();
     }
+    if let Some(hex) = &q.actor {
+        let actor = match parse_actor(hex) {
+            Some(a) => a,
+            None => {
+                metrics.connection_rejected("bad_actor");
+                return ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "The actor must be an Automerge actor id: 2 to 64 hexadecimal digits.".into(),
+                )
+                .into_response();
+            }
+        };
+        if let Err(e) = state
+            .facilitation
+            .register_device(&claims.process, &claims.member, &actor)
+            .await
+        {
+            metrics.connection_rejected("bad_actor");
+            return ApiError::from(e).into_response();
+        }
+    }
     let peer_id = peer_id_for(&claims.member, q.device.as_deref());
     let shared = state.shared.clone();
     // Our own check closes oversized frames with a reason; axum's limit is
@@ -170,6 +194,18 @@ async fn sync(
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| connection::run(shared, socket, claims.member, peer_id))
+}
+
+/// An Automerge actor id in hex: 1 to 32 bytes.
+fn parse_actor(hex: &str) -> Option<automerge::ActorId> {
+    if hex.len() < 2 || hex.len() > 64 || hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    Some(automerge::ActorId::from(bytes?))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

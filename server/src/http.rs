@@ -198,7 +198,7 @@ async fn sync(
 
 /// An Automerge actor id in hex: 1 to 32 bytes.
 fn parse_actor(hex: &str) -> Option<automerge::ActorId> {
-    if hex.len() < 2 || hex.len() > 64 || hex.len() % 2 != 0 {
+    if hex.len() < 2 || hex.len() > 64 || !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())

@@ -16,17 +16,16 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, stream};
 use klad_core::MemberId;
-use samod::{AcceptorHandle, PeerId, Transport};
+use samod::{PeerId, Transport};
 
 use crate::directory::{Access, Directory};
 use crate::durability::Durability;
 use crate::metrics::Metrics;
+use crate::repos::Lease;
 use crate::wire;
 
 /// What every connection shares.
 pub struct ConnectionShared {
-    /// Where connections are handed to samod.
-    pub acceptor: AcceptorHandle,
     /// The membership index.
     pub directory: Arc<Directory>,
     /// The durability tracker.
@@ -57,9 +56,11 @@ fn refuse(reason: &'static str) -> (u16, &'static str) {
     }
 }
 
-/// Runs one authenticated connection until it ends.
+/// Runs one authenticated connection until it ends, on the repo of its
+/// process (`lease`, held until the connection has closed).
 pub async fn run(
     shared: Arc<ConnectionShared>,
+    lease: Lease,
     socket: WebSocket,
     member: MemberId,
     peer_id: String,
@@ -155,7 +156,7 @@ pub async fn run(
     drop(out_tx);
     let transport =
         Transport::new(inbound, sink).with_expected_peer_id(PeerId::from(peer_id.as_str()));
-    if shared.acceptor.accept(transport).is_err() {
+    if lease.acceptor().accept(transport).is_err() {
         let _ = ws_tx
             .send(Message::Close(Some(CloseFrame {
                 code: close_code::AWAY,
@@ -203,6 +204,7 @@ pub async fn run(
             .await;
     }
     let _ = ws_tx.close().await;
+    drop(lease);
     metrics.connection_closed();
     tracing::info!(member = %member, peer = %peer_id, "connection closed");
 }

@@ -172,6 +172,16 @@ impl Directory {
         Some((pid.clone(), role))
     }
 
+    /// The ids of every document of process `id`.
+    pub fn documents_of(&self, id: &ProcessId) -> Vec<String> {
+        self.read()
+            .docs
+            .iter()
+            .filter(|(_, e)| &e.process == id)
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
     /// Number of documents the index knows.
     pub fn document_count(&self) -> usize {
         self.read().docs.len()

@@ -106,6 +106,15 @@ impl Durability {
         self.changed.notify_waiters();
     }
 
+    /// Drops the bookkeeping of `doc` once it has been unloaded (no put
+    /// running); loading it again records its stored changes afresh.
+    pub fn forget(&self, doc: &str) {
+        let mut s = self.lock();
+        if s.docs.get(doc).is_some_and(|d| d.in_flight.is_empty()) {
+            s.docs.remove(doc);
+        }
+    }
+
     /// True when every change up to `heads` of `doc` is on disk.
     pub fn is_durable(&self, doc: &str, heads: &[ChangeHash]) -> bool {
         if heads.is_empty() {
@@ -290,5 +299,15 @@ mod tests {
         assert!(d.is_durable("other", &[]));
         d.loaded("other", &[h1]);
         assert!(d.is_durable("other", &[h1]));
+        // Unloaded and loaded again: durable again once its stored changes are read.
+        d.forget("other");
+        assert!(!d.is_durable("other", &[h1]));
+        d.loaded("other", &[h1]);
+        assert!(d.is_durable("other", &[h1]));
+        // Never while a put is running.
+        let s3 = d.begin_put("doc");
+        d.forget("doc");
+        d.end_put("doc", s3, &[]);
+        assert!(d.is_durable("doc", &[h1, h2]));
     }
 }

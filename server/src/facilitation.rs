@@ -2,7 +2,6 @@
 //! process, invite members, move the phase on, read a summary. The process
 //! document is only ever written here, through klad-core's `ProcessDoc`.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,6 +18,7 @@ use serde::Serialize;
 
 use crate::auth::Keys;
 use crate::directory::{Directory, peer_id_for};
+use crate::repos::{Lease, Repos};
 use crate::storage::SERVER_PREFIX;
 
 /// An error of a facilitation request, with the HTTP status it maps to.
@@ -104,25 +104,33 @@ fn process_list_key(pid: &ProcessId) -> Result<Key, FacilitationError> {
     Key::new([SERVER_PREFIX, "process", pid.as_str()]).map_err(internal)
 }
 
-/// Facilitation over a samod repo, a key/value store and a directory.
+/// Facilitation over the process repos, a key/value store and a directory.
+/// Every operation leases its process's repo (so it is loaded, or loaded
+/// again) for as long as it runs.
 pub struct Facilitation<S: KvStore> {
-    repo: Repo,
+    repos: Arc<Repos>,
     kv: S,
     directory: Arc<Directory>,
     keys: Arc<Keys>,
-    handles: tokio::sync::Mutex<HashMap<ProcessId, DocHandle>>,
+    /// Serialises writes to process documents.
+    serial: tokio::sync::Mutex<()>,
 }
 
 impl<S: KvStore> Facilitation<S> {
-    /// Wires facilitation to its repo and stores.
-    pub fn new(repo: Repo, kv: S, directory: Arc<Directory>, keys: Arc<Keys>) -> Self {
+    /// Wires facilitation to the process repos and stores.
+    pub fn new(repos: Arc<Repos>, kv: S, directory: Arc<Directory>, keys: Arc<Keys>) -> Self {
         Self {
-            repo,
+            repos,
             kv,
             directory,
             keys,
-            handles: tokio::sync::Mutex::new(HashMap::new()),
+            serial: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The process repos.
+    pub fn repos(&self) -> &Arc<Repos> {
+        &self.repos
     }
 
     /// The signing keys.
@@ -140,18 +148,20 @@ impl<S: KvStore> Facilitation<S> {
         let kv = self.kv.clone();
         let prefix = Key::new([SERVER_PREFIX, "process"])?;
         let keys = tokio::task::spawn_blocking(move || kv.scan_keys(Some(&prefix))).await??;
-        let mut handles = self.handles.lock().await;
+        let _serialised = self.serial.lock().await;
         let mut n = 0;
         for key in keys {
             let Some(pid) = key.components().get(2).cloned() else {
                 continue;
             };
             let pid = ProcessId(pid);
-            match self.find(&pid).await {
+            // The lease ends with this iteration: the process stays loaded
+            // until it has been idle for the idle period.
+            let lease = self.repos.lease(&pid).await.map_err(|_| stopped())?;
+            match find(lease.repo(), &pid).await {
                 Ok(handle) => {
                     let info = handle.with_document(|d| read_info(d))?;
                     self.directory.upsert(info);
-                    handles.insert(pid, handle);
                     n += 1;
                 }
                 Err(e) => {
@@ -162,33 +172,16 @@ impl<S: KvStore> Facilitation<S> {
         Ok(n)
     }
 
-    async fn find(&self, pid: &ProcessId) -> Result<DocHandle, FacilitationError> {
-        let not_found = || {
-            FacilitationError::NotFound(format!(
-                "There is no process {pid} on this server. Check the process id."
-            ))
-        };
-        let id = DocumentId::from_str(pid.as_str()).map_err(|_| not_found())?;
-        self.repo
-            .find(id)
-            .await
-            .map_err(|_| stopped())?
-            .ok_or_else(not_found)
-    }
-
-    async fn handle(&self, pid: &ProcessId) -> Result<DocHandle, FacilitationError> {
-        let mut handles = self.handles.lock().await;
-        if let Some(h) = handles.get(pid) {
-            return Ok(h.clone());
-        }
+    /// Leases the repo of a known process and finds its process document in it.
+    async fn handle(&self, pid: &ProcessId) -> Result<(Lease, DocHandle), FacilitationError> {
         if self.directory.process(pid).is_none() {
             return Err(FacilitationError::NotFound(format!(
                 "There is no process {pid} on this server. Check the process id."
             )));
         }
-        let h = self.find(pid).await?;
-        handles.insert(pid.clone(), h.clone());
-        Ok(h)
+        let lease = self.repos.lease(pid).await.map_err(|_| stopped())?;
+        let h = find(lease.repo(), pid).await?;
+        Ok((lease, h))
     }
 
     /// Opens a new process in the drafting phase, with no members.
@@ -198,17 +191,29 @@ impl<S: KvStore> Facilitation<S> {
                 "A process needs a title; give the ordinance a name.".into(),
             ));
         }
-        let mut handles = self.handles.lock().await;
+        let _serialised = self.serial.lock().await;
         let now = now_ms();
-        let process = self
-            .repo
-            .create(Automerge::new())
-            .await
-            .map_err(|_| stopped())?;
+        // A new process gets a repo of its own; its id is that of the
+        // process document created in it.
+        let repo = self.repos.fresh().await.map_err(|_| stopped())?;
+        let process = match repo.create(Automerge::new()).await {
+            Ok(p) => p,
+            Err(_) => {
+                repo.stop().await;
+                return Err(stopped());
+            }
+        };
         let pid = ProcessId(process.document_id().to_string());
+        let lease = match self.repos.adopt(&pid, repo.clone()) {
+            Ok(l) => l,
+            Err(_) => {
+                repo.stop().await;
+                return Err(stopped());
+            }
+        };
         let text = TextDoc::create(now, &pid)?;
-        let text_handle = self
-            .repo
+        let text_handle = lease
+            .repo()
             .create(text.automerge().clone())
             .await
             .map_err(|_| stopped())?;
@@ -227,7 +232,7 @@ impl<S: KvStore> Facilitation<S> {
             .map_err(internal)?
             .map_err(internal)?;
         self.directory.upsert(info.clone());
-        handles.insert(pid.clone(), process);
+        drop(lease);
         tracing::info!(process = %pid, title = %info.title, "process created");
         Ok(CreatedProcess {
             process_doc: pid.to_string(),
@@ -247,7 +252,8 @@ impl<S: KvStore> Facilitation<S> {
         role: Role,
         ttl: Duration,
     ) -> Result<Invitation, FacilitationError> {
-        let handle = self.handle(pid).await?;
+        let _serialised = self.serial.lock().await;
+        let (lease, handle) = self.handle(pid).await?;
         // Check before creating a document that would be left over.
         let info = self
             .directory
@@ -263,12 +269,11 @@ impl<S: KvStore> Facilitation<S> {
                 "A member needs a name that others will see next to their words; give a non-empty name.".into(),
             ));
         }
-        let _serialised = self.handles.lock().await;
         let now = now_ms();
         let member = MemberId::random();
         let contributions = ContributionsDoc::create(now, pid, &member)?;
-        let c_handle = self
-            .repo
+        let c_handle = lease
+            .repo()
             .create(contributions.automerge().clone())
             .await
             .map_err(|_| stopped())?;
@@ -308,8 +313,8 @@ impl<S: KvStore> Facilitation<S> {
         by: Option<&MemberId>,
         to: Phase,
     ) -> Result<ProcessInfo, FacilitationError> {
-        let handle = self.handle(pid).await?;
-        let _serialised = self.handles.lock().await;
+        let _serialised = self.serial.lock().await;
+        let (_lease, handle) = self.handle(pid).await?;
         let info =
             handle.with_document(|d| edit_process(d, |pd| pd.set_phase(now_ms(), by, to)))?;
         self.directory.upsert(info.clone());
@@ -331,8 +336,8 @@ impl<S: KvStore> Facilitation<S> {
         if info.member(member)?.devices.contains(&hex) {
             return Ok(());
         }
-        let handle = self.handle(pid).await?;
-        let _serialised = self.handles.lock().await;
+        let _serialised = self.serial.lock().await;
+        let (_lease, handle) = self.handle(pid).await?;
         let info = handle
             .with_document(|d| edit_process(d, |pd| pd.register_device(now_ms(), member, actor)))?;
         self.directory.upsert(info);
@@ -348,6 +353,19 @@ impl<S: KvStore> Facilitation<S> {
             ))
         })
     }
+}
+
+async fn find(repo: &Repo, pid: &ProcessId) -> Result<DocHandle, FacilitationError> {
+    let not_found = || {
+        FacilitationError::NotFound(format!(
+            "There is no process {pid} on this server. Check the process id."
+        ))
+    };
+    let id = DocumentId::from_str(pid.as_str()).map_err(|_| not_found())?;
+    repo.find(id)
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(not_found)
 }
 
 fn read_info(d: &Automerge) -> klad_core::Result<ProcessInfo> {

@@ -23,14 +23,17 @@ use crate::auth::{TokenClaims, TokenError, secrets_equal};
 use crate::connection::{self, ConnectionShared};
 use crate::directory::{peer_id_for, valid_device};
 use crate::facilitation::{Facilitation, FacilitationError};
+use crate::repos::Repos;
 
 /// Default lifetime of an invitation token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Everything the handlers share.
 pub struct AppState {
-    /// What connections share (acceptor, directory, metrics, ...).
+    /// What connections share (directory, metrics, ...).
     pub shared: Arc<ConnectionShared>,
+    /// One samod repo per process; a connection uses its process's.
+    pub repos: Arc<Repos>,
     /// Facilitation on the server's repo.
     pub facilitation: Arc<Facilitation<SledStore>>,
     /// The operator's secret for the admin API.
@@ -183,6 +186,16 @@ async fn sync(
             return ApiError::from(e).into_response();
         }
     }
+    // The connection holds its process's repo (loading it again if it was
+    // unloaded, or waiting for an unload in progress) until it closes.
+    let Ok(lease) = state.repos.lease(&claims.process).await else {
+        metrics.connection_rejected("shutting_down");
+        return ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down; reconnect in a moment.".into(),
+        )
+        .into_response();
+    };
     let peer_id = peer_id_for(&claims.member, q.device.as_deref());
     let shared = state.shared.clone();
     // Our own check closes oversized frames with a reason; axum's limit is
@@ -193,7 +206,7 @@ async fn sync(
         .saturating_add(64 * 1024);
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| connection::run(shared, socket, claims.member, peer_id))
+        .on_upgrade(move |socket| connection::run(shared, lease, socket, claims.member, peer_id))
 }
 
 /// An Automerge actor id in hex: 1 to 32 bytes.
@@ -220,6 +233,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "ready": true,
         "processes": state.facilitation.directory().process_ids().len(),
         "open_connections": state.shared.metrics.open_connections(),
+        "processes_loaded": state.repos.loaded(),
         "storage_errors": state.shared.metrics.storage_errors(),
     }))
     .into_response()

@@ -7,6 +7,7 @@
 //!
 //! Code map:
 //! - [`server`]: opening the data directory, serving, shutting down.
+//! - [`repos`]: one samod repo per process, started on demand, stopped when idle.
 //! - [`storage`]: samod's `Storage` on klad-core's `KvStore`.
 //! - [`durability`]: the barrier that holds back acknowledgements until changes are on disk.
 //! - [`auth`]: signing key, tokens, admin secret.
@@ -25,6 +26,7 @@ pub mod durability;
 pub mod facilitation;
 pub mod http;
 pub mod metrics;
+pub mod repos;
 pub mod server;
 pub mod storage;
 pub mod wire;

@@ -74,6 +74,22 @@ struct ServeArgs {
     /// which an early acknowledgement would lose data).
     #[arg(long, env = "KLAD_FAULT_PUT_DELAY_MS", hide = true, global = true)]
     fault_put_delay_ms: Option<u64>,
+
+    /// Seconds a process may go without connections or facilitation before
+    /// its documents are unloaded from memory (they load again, from the
+    /// store, when someone connects).
+    #[arg(
+        long,
+        env = "KLAD_IDLE_UNLOAD_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    idle_unload_secs: u64,
+
+    /// Test-only fault injection: while unloading a process, wait this many
+    /// milliseconds before stopping it (connections arriving meanwhile wait).
+    #[arg(long, env = "KLAD_FAULT_UNLOAD_DELAY_MS", hide = true, global = true)]
+    fault_unload_delay_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -269,6 +285,10 @@ async fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         fault_put_delay: args
             .fault_put_delay_ms
+            .map(std::time::Duration::from_millis),
+        idle_unload: std::time::Duration::from_secs(args.idle_unload_secs.max(1)),
+        fault_unload_delay: args
+            .fault_unload_delay_ms
             .map(std::time::Duration::from_millis),
     })
     .await

@@ -20,6 +20,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     connections_open: AtomicI64,
     documents_loaded: AtomicI64,
+    processes_loaded: AtomicI64,
+    process_unloads: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_in: AtomicU64,
@@ -91,6 +93,16 @@ impl Metrics {
         m.get(reason).copied().unwrap_or(0)
     }
 
+    /// Number of process repos running now.
+    pub fn set_processes_loaded(&self, n: i64) {
+        self.processes_loaded.store(n, Ordering::Relaxed);
+    }
+
+    /// An idle process was unloaded from memory.
+    pub fn process_unloaded(&self) {
+        self.process_unloads.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A storage call failed.
     pub fn storage_error(&self) {
         self.storage_errors.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +162,11 @@ impl Metrics {
             g(&self.bytes_out),
         );
         counter(
+            "klad_process_unloads_total",
+            "Idle processes unloaded from memory (their sync engine stopped).",
+            g(&self.process_unloads),
+        );
+        counter(
             "klad_storage_errors_total",
             "Storage calls that failed.",
             g(&self.storage_errors),
@@ -163,6 +180,11 @@ impl Metrics {
             out,
             "# HELP klad_documents_loaded Documents held in memory by the sync engine.\n# TYPE klad_documents_loaded gauge\nklad_documents_loaded {}",
             self.documents_loaded.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP klad_processes_loaded Processes whose sync engine (samod repo) is running.\n# TYPE klad_processes_loaded gauge\nklad_processes_loaded {}",
+            self.processes_loaded.load(Ordering::Relaxed)
         );
         for (name, help, map) in [
             (

@@ -1,5 +1,5 @@
-//! Putting the parts together: open the data directory, start samod on it,
-//! serve HTTP, shut down cleanly.
+//! Putting the parts together: open the data directory, start samod on it
+//! (one repo per process, see [`crate::repos`]), serve HTTP, shut down cleanly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,17 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use klad_core::store::SledStore;
-use samod::{PeerId, Repo};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Keys, load_or_create_admin_secret};
 use crate::connection::ConnectionShared;
-use crate::directory::{Directory, Policy};
+use crate::directory::Directory;
 use crate::durability::Durability;
 use crate::facilitation::Facilitation;
 use crate::http::{AppState, router};
-use crate::metrics::{Metrics, MetricsObserver};
-use crate::storage::SamodStore;
+use crate::metrics::Metrics;
+use crate::repos::{RepoParts, Repos};
 
 /// The file a running server writes into its data directory so that the
 /// command line can reach it (removed on a clean shutdown).
@@ -48,12 +47,42 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Fault injection for tests: delay every storage put (never in production).
     pub fault_put_delay: Option<Duration>,
+    /// A process unused (no connection, no facilitation) for this long is
+    /// unloaded from memory.
+    pub idle_unload: Duration,
+    /// Fault injection for tests: hold a process's gate this long while
+    /// unloading it (widens the window in which a connection must wait).
+    pub fault_unload_delay: Option<Duration>,
+}
+
+/// How the engine is opened.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Fault injection for tests: delay every storage put.
+    pub put_delay: Option<Duration>,
+    /// Idle period after which a process is unloaded.
+    pub idle_unload: Duration,
+    /// Fault injection for tests: delay inside every unload.
+    pub unload_delay: Option<Duration>,
+}
+
+/// The default idle period before a process is unloaded.
+pub const DEFAULT_IDLE_UNLOAD: Duration = Duration::from_secs(300);
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            put_delay: None,
+            idle_unload: DEFAULT_IDLE_UNLOAD,
+            unload_delay: None,
+        }
+    }
 }
 
 /// samod and everything around it, opened on one data directory.
 pub struct Engine {
-    /// The samod repo.
-    pub repo: Repo,
+    /// One samod repo per process, loaded on demand.
+    pub repos: Arc<Repos>,
     /// Facilitation (process documents).
     pub facilitation: Arc<Facilitation<SledStore>>,
     /// The membership index.
@@ -68,11 +97,11 @@ pub struct Engine {
 /// loads every process. Fails with klad-core's "already in use" error when
 /// another process has the store open.
 pub async fn open_engine(data: &Path) -> anyhow::Result<Engine> {
-    open_engine_with(data, None).await
+    open_engine_with(data, EngineConfig::default()).await
 }
 
-/// [`open_engine`], with an optional storage put delay (fault injection for tests).
-pub async fn open_engine_with(data: &Path, put_delay: Option<Duration>) -> anyhow::Result<Engine> {
+/// [`open_engine`], with an idle period and fault injection for tests.
+pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<Engine> {
     std::fs::create_dir_all(data).map_err(|e| {
         anyhow::anyhow!(
             "The data directory {} could not be created ({e}). Choose a directory this user may write.",
@@ -84,18 +113,19 @@ pub async fn open_engine_with(data: &Path, put_delay: Option<Duration>) -> anyho
     let metrics = Arc::new(Metrics::default());
     let durability = Arc::new(Durability::new());
     let directory = Arc::new(Directory::new());
-    let repo = Repo::build_tokio()
-        .with_peer_id(PeerId::from("klad-server"))
-        .with_storage(
-            SamodStore::new(store.clone(), durability.clone(), metrics.clone())
-                .with_put_delay(put_delay),
-        )
-        .with_share_policy(Policy(directory.clone()))
-        .with_observer(MetricsObserver(metrics.clone()))
-        .load()
-        .await;
+    let repos = Repos::new(
+        RepoParts {
+            store: store.clone(),
+            durability: durability.clone(),
+            metrics: metrics.clone(),
+            directory: directory.clone(),
+            put_delay: cfg.put_delay,
+        },
+        cfg.idle_unload,
+        cfg.unload_delay,
+    );
     let facilitation = Arc::new(Facilitation::new(
-        repo.clone(),
+        repos.clone(),
         store,
         directory.clone(),
         keys,
@@ -103,7 +133,7 @@ pub async fn open_engine_with(data: &Path, put_delay: Option<Duration>) -> anyho
     let n = facilitation.load_all().await?;
     tracing::info!(processes = n, data = %data.display(), "data directory opened");
     Ok(Engine {
-        repo,
+        repos,
         facilitation,
         directory,
         durability,
@@ -112,16 +142,9 @@ pub async fn open_engine_with(data: &Path, put_delay: Option<Duration>) -> anyho
 }
 
 impl Engine {
-    /// Stops samod, which writes out everything it holds.
+    /// Stops every process's samod repo, which writes out everything it holds.
     pub async fn stop(self) {
-        if tokio::time::timeout(Duration::from_secs(30), self.repo.stop())
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                "samod did not stop within 30 seconds; some documents may not have been flushed"
-            );
-        }
+        self.repos.stop_all().await;
     }
 }
 
@@ -148,7 +171,15 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    let engine = open_engine_with(&cfg.data, cfg.fault_put_delay).await?;
+    let engine = open_engine_with(
+        &cfg.data,
+        EngineConfig {
+            put_delay: cfg.fault_put_delay,
+            idle_unload: cfg.idle_unload,
+            unload_delay: cfg.fault_unload_delay,
+        },
+    )
+    .await?;
     if let Some(d) = cfg.fault_put_delay {
         tracing::warn!(delay = ?d, "fault injection: every storage write is delayed (a test setting)");
     }
@@ -160,12 +191,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         )
     })?;
     let addr: SocketAddr = listener.local_addr()?;
-    let acceptor = engine
-        .repo
-        .make_acceptor(url::Url::parse(&format!("ws://{addr}/sync"))?)
-        .map_err(|_| anyhow::anyhow!("The sync engine stopped while starting."))?;
+    let unloader = tokio::spawn(engine.repos.clone().run_unloader());
     let shared = Arc::new(ConnectionShared {
-        acceptor,
         directory: engine.directory.clone(),
         durability: engine.durability.clone(),
         metrics: engine.metrics.clone(),
@@ -174,6 +201,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     });
     let state = Arc::new(AppState {
         shared: shared.clone(),
+        repos: engine.repos.clone(),
         facilitation: engine.facilitation.clone(),
         admin_secret,
         max_connections: cfg.max_connections,
@@ -202,6 +230,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await?;
     engine.stop().await;
+    unloader.abort();
+    // Stopping the repos ends every connection; give them a moment to send
+    // their close frames before the runtime goes away.
+    let closing = std::time::Instant::now();
+    while shared.metrics.open_connections() > 0 && closing.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = std::fs::remove_file(&server_file);
     tracing::info!("stopped cleanly");
     Ok(())

@@ -2,7 +2,9 @@
 # The whole test suite: every crate's unit, property and integration tests,
 # including the end-to-end tests that start a real klad-server process and the
 # Node automerge-repo interop client (its npm packages are installed from the
-# lockfile on first use).
+# lockfile on first use), then the phone client's generated bindings: Python
+# (pytest) and Kotlin/JVM against a real server, and the Swift C header with gcc
+# (pytest, kotlinc and JNA are installed on first use).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,3 +16,5 @@ fi
 # nextest runs every test in its own process, in parallel, and ends with one
 # summary line for the whole workspace.
 cargo nextest run --workspace --locked --no-fail-fast
+
+bash client-ffi/scripts/test-bindings.sh

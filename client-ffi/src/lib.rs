@@ -1,4 +1,28 @@
-//! `klad-ffi`: the offline-first phone client.
+//! `klad-ffi`: the offline-first phone client, exported with UniFFI to
+//! Kotlin, Swift and Python.
 //!
-//! Not built yet: this crate holds the place of the UniFFI façade over klad-core
-//! and the sync client that issue 4 asks for.
+//! A façade over klad-core (sessions, views, the sled store) and samod (the
+//! automerge-repo sync protocol). It holds no domain logic: it converts types
+//! and errors, keeps every operation on disk before it returns, coalesces
+//! typing, and runs sync in the background.
+//!
+//! - [`KladClient`]: one per data directory; joins processes, lists them.
+//! - [`KladProcess`]: one joined process: every operation and view of
+//!   klad-core for the member this phone acts as, and its sync status.
+//! - [`KladListener`]: implemented by the app; told when documents or the
+//!   sync status change.
+//! - [`KladError`]: the one error type (five kinds, each with a sentence).
+
+uniffi::setup_scaffolding!();
+
+mod client;
+mod error;
+mod net;
+mod process;
+mod storage;
+mod types;
+
+pub use client::{KladClient, KladListener};
+pub use error::{KladError, Result};
+pub use process::KladProcess;
+pub use types::*;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds klad-ffi (the cdylib) and generates its Kotlin, Swift and Python
+# bindings from the built library (UniFFI library mode), with the workspace's
+# own uniffi-bindgen (same pinned uniffi version as the library).
+#
+# Output (default target/klad-ffi-bindings, or $KLAD_BINDINGS_DIR):
+#   kotlin/uniffi/klad_ffi/klad_ffi.kt
+#   swift/klad_ffi.swift, klad_ffiFFI.h, klad_ffiFFI.modulemap
+#   python/klad_ffi.py plus the library itself, so `import klad_ffi` works there
+#   lib/libklad_ffi.so (the library the bindings were generated from)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+OUT="${KLAD_BINDINGS_DIR:-target/klad-ffi-bindings}"
+case "$(uname -s)" in
+  Darwin) LIBFILE=libklad_ffi.dylib ;;
+  *) LIBFILE=libklad_ffi.so ;;
+esac
+
+cargo build -p klad-ffi --lib --bin uniffi-bindgen
+LIB="target/debug/$LIBFILE"
+BINDGEN="target/debug/uniffi-bindgen"
+
+rm -rf "$OUT"
+mkdir -p "$OUT/lib"
+cp "$LIB" "$OUT/lib/"
+for lang in kotlin swift python; do
+  "$BINDGEN" generate --library "$LIB" --language "$lang" --out-dir "$OUT/$lang" --no-format
+done
+cp "$LIB" "$OUT/python/"
+echo "bindings in $OUT"

@@ -1,0 +1,1020 @@
+//! One joined process: the member's session over the process's documents,
+//! kept on disk, coalesced typing, and background sync with the server.
+//!
+//! Every document lives twice in memory: in the [`Session`] (what operations
+//! and views use) and in samod's repo (what syncs). Local changes go session →
+//! disk → samod; changes from sync go samod → session. Both directions run
+//! under the process lock, so they never interleave.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use futures::StreamExt;
+use klad_core::document::KladDocument;
+use klad_core::rules::{Action, may};
+use klad_core::store::{INCREMENTAL, Key, KvStore};
+use klad_core::{
+    ArticleId, ContributionId, ContributionsDoc, MemberId, ProcessDoc, ProcessDocs, Session,
+    Splice, TextDoc, views,
+};
+use samod::{BackoffConfig, DialerHandle, DocHandle, DocumentId, PeerId, Repo};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{JoinRecord, Shared, key, lock};
+use crate::error::{KladError, Result};
+use crate::net::{ConnectError, WsDialer, sync_url};
+use crate::storage::{PREFIX, PhoneStorage};
+use crate::types::*;
+
+/// How long typing is collected before it becomes one change.
+const TYPING_WINDOW: Duration = Duration::from_millis(75);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One keystroke batch waiting in the write-ahead record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PendingSplice {
+    article: String,
+    pos: usize,
+    delete: usize,
+    insert: String,
+}
+
+/// Which document of the process a document id is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Which {
+    Process,
+    Text,
+    Contributions(MemberId),
+}
+
+struct State {
+    session: Session,
+    /// Heads up to which each document's changes are known to be stored.
+    saved: HashMap<String, Vec<ChangeHash>>,
+    /// Typing not yet committed, in order, with its write-ahead key.
+    pending: Vec<(Key, PendingSplice)>,
+    next_seq: u64,
+    /// Per document: heads the server has acknowledged (after storing them).
+    acked: HashMap<String, Vec<ChangeHash>>,
+    last_status: Option<SyncStatus>,
+}
+
+/// A process this phone has joined. Safe to use from any thread.
+#[derive(uniffi::Object)]
+pub struct KladProcess {
+    pub(crate) inner: Arc<ProcessInner>,
+}
+
+pub(crate) struct ProcessInner {
+    shared: Arc<Shared>,
+    pub process_id: String,
+    member: MemberId,
+    pub server_url: String,
+    token: String,
+    state: Mutex<State>,
+    repo: Repo,
+    dialer: Mutex<Option<Arc<DialerHandle<ConnectError>>>>,
+    handles: Mutex<HashMap<String, DocHandle>>,
+    finding: Mutex<HashSet<String>>,
+    flush_scheduled: AtomicBool,
+    stopped: AtomicBool,
+}
+
+fn doc_key(doc_id: &str) -> Result<Key> {
+    key(&[doc_id])
+}
+
+impl ProcessInner {
+    /// Loads the process's documents from disk, replays uncommitted typing,
+    /// and starts syncing.
+    pub fn open(shared: Arc<Shared>, rec: JoinRecord) -> Result<Arc<ProcessInner>> {
+        let member = MemberId::from(rec.member_id.as_str());
+        let load = |id: &str| -> Result<Option<Automerge>> {
+            doc_key(id)?;
+            Ok(shared.docs.load(id)?)
+        };
+        let process = match load(&rec.process_id)? {
+            Some(d) => ProcessDoc::from_automerge(d)?,
+            None => ProcessDoc::empty(),
+        };
+        let mut saved = HashMap::new();
+        saved.insert(rec.process_id.clone(), process.heads());
+        let (text, contributions) = match process.info() {
+            Ok(info) => {
+                let text = match load(info.text_doc.as_str())? {
+                    Some(d) => TextDoc::from_automerge(d)?,
+                    None => TextDoc::empty(),
+                };
+                saved.insert(info.text_doc.to_string(), text.heads());
+                let mut contributions = BTreeMap::new();
+                for m in info.members.values() {
+                    if let Some(d) = load(m.contributions_doc.as_str())? {
+                        let doc = ContributionsDoc::from_automerge(d)?;
+                        saved.insert(m.contributions_doc.to_string(), doc.heads());
+                        contributions.insert(m.id.clone(), doc);
+                    }
+                }
+                (text, contributions)
+            }
+            Err(_) => (TextDoc::empty(), BTreeMap::new()),
+        };
+        let session = Session::new(
+            ProcessDocs {
+                process,
+                text,
+                contributions,
+            },
+            member.clone(),
+            shared.actor.clone(),
+        );
+        // The phone's record of what the server has acknowledged.
+        let mut acked = HashMap::new();
+        for (k, v) in shared
+            .kv
+            .scan_prefix(&key(&[PREFIX, "acked", &rec.process_id])?)?
+        {
+            if let [_, _, _, doc] = k.components() {
+                let heads: Vec<ChangeHash> = String::from_utf8_lossy(&v)
+                    .split(',')
+                    .filter_map(|h| h.parse().ok())
+                    .collect();
+                acked.insert(doc.clone(), heads);
+            }
+        }
+        // Typing that was on disk but not yet committed when the app stopped.
+        let mut pending = Vec::new();
+        let mut next_seq = 0;
+        for (k, v) in shared
+            .kv
+            .scan_prefix(&key(&[PREFIX, "pending", &rec.process_id])?)?
+        {
+            if let Some(seq) = k.components().get(3).and_then(|s| s.parse::<u64>().ok()) {
+                next_seq = next_seq.max(seq + 1);
+            }
+            if let Ok(p) = serde_json::from_slice::<PendingSplice>(&v) {
+                pending.push((k, p));
+            }
+        }
+        let peer_id = format!("{}:{}", rec.member_id, shared.device);
+        let storage = PhoneStorage::new(shared.kv.clone());
+        let repo = shared.runtime.block_on(async move {
+            Repo::build_tokio()
+                .with_storage(storage)
+                .with_peer_id(PeerId::from(peer_id.as_str()))
+                .load()
+                .await
+        });
+        let inner = Arc::new(ProcessInner {
+            shared: shared.clone(),
+            process_id: rec.process_id.clone(),
+            member,
+            server_url: rec.server_url,
+            token: rec.token,
+            state: Mutex::new(State {
+                session,
+                saved,
+                pending,
+                next_seq,
+                acked,
+                last_status: None,
+            }),
+            repo,
+            dialer: Mutex::new(None),
+            handles: Mutex::new(HashMap::new()),
+            finding: Mutex::new(HashSet::new()),
+            flush_scheduled: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        });
+        inner.commit()?;
+        if shared.online_wanted.load(Ordering::SeqCst) {
+            inner.set_online(true);
+        }
+        inner.find_documents();
+        Ok(inner)
+    }
+
+    fn doc_ids(st: &State, process_id: &str) -> Vec<(String, Which)> {
+        let mut out = vec![(process_id.to_owned(), Which::Process)];
+        if let Ok(info) = st.session.docs().process.info() {
+            out.push((info.text_doc.to_string(), Which::Text));
+            for m in info.members.values() {
+                out.push((
+                    m.contributions_doc.to_string(),
+                    Which::Contributions(m.id.clone()),
+                ));
+            }
+        }
+        out
+    }
+
+    /// True once the process, text and this member's contributions documents are here.
+    pub fn is_complete(&self) -> bool {
+        let st = lock(&self.state);
+        let docs = st.session.docs();
+        !docs.process.is_empty()
+            && !docs.text.is_empty()
+            && docs
+                .contributions
+                .get(&self.member)
+                .is_some_and(|d| !d.is_empty())
+    }
+
+    pub fn summary(&self) -> ProcessSummary {
+        let st = lock(&self.state);
+        let info = st.session.docs().process.info().ok();
+        ProcessSummary {
+            process_id: self.process_id.clone(),
+            title: info.as_ref().map(|i| i.title.clone()).unwrap_or_default(),
+            member_id: self.member.to_string(),
+            role: info
+                .as_ref()
+                .and_then(|i| i.members.get(&self.member))
+                .map(|m| m.role.into()),
+            phase: info.as_ref().map(|i| i.phase.into()),
+            server_url: self.server_url.clone(),
+        }
+    }
+
+    // ---- sync ----
+
+    pub fn set_online(self: &Arc<Self>, online: bool) {
+        let mut dialer = lock(&self.dialer);
+        if !online {
+            if let Some(d) = dialer.take() {
+                d.close();
+            }
+        } else if dialer.is_none() && !self.stopped.load(Ordering::SeqCst) {
+            let Ok(server) = url::Url::parse(&self.server_url) else {
+                return;
+            };
+            let url = sync_url(
+                &server,
+                &self.token,
+                &self.shared.device,
+                &self.shared.actor.to_hex_string(),
+            );
+            // The first dial can fail on a race inside samod: retry forever, with backoff.
+            let backoff = BackoffConfig {
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(5),
+                max_retries: None,
+            };
+            let _guard = self.shared.runtime.enter();
+            if let Ok(d) = self.repo.dial(backoff, Arc::new(WsDialer { url })) {
+                let d = Arc::new(d);
+                let me = self.clone();
+                let watched = d.clone();
+                self.shared.runtime.spawn(async move {
+                    let mut events = watched.events();
+                    while events.next().await.is_some() {
+                        let me = me.clone();
+                        let _ = tokio::task::spawn_blocking(move || me.refresh_all()).await;
+                    }
+                });
+                *dialer = Some(d);
+            }
+        }
+        drop(dialer);
+        let me = self.clone();
+        self.shared
+            .runtime
+            .spawn_blocking(move || me.notify_status());
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(d) = lock(&self.dialer).take() {
+            d.close();
+        }
+        let repo = self.repo.clone();
+        let _ = self.shared.runtime.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(5), repo.stop()).await
+        });
+    }
+
+    /// Starts finding every document of the process that has no handle yet.
+    fn find_documents(self: &Arc<Self>) {
+        let ids = Self::doc_ids(&lock(&self.state), &self.process_id);
+        for (doc_id, _) in ids {
+            if lock(&self.handles).contains_key(&doc_id)
+                || !lock(&self.finding).insert(doc_id.clone())
+            {
+                continue;
+            }
+            let Ok(id) = doc_id.parse::<DocumentId>() else {
+                continue;
+            };
+            let me = self.clone();
+            self.shared.runtime.spawn(async move {
+                let mut delay = Duration::from_millis(100);
+                let handle = loop {
+                    if me.stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match tokio::time::timeout(Duration::from_secs(10), me.repo.find(id.clone()))
+                        .await
+                    {
+                        Ok(Ok(Some(h))) => break h,
+                        Ok(Err(_)) => return, // the repo stopped
+                        _ => {}
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                };
+                lock(&me.handles).insert(doc_id.clone(), handle.clone());
+                lock(&me.finding).remove(&doc_id);
+                {
+                    let me = me.clone();
+                    let doc_id = doc_id.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.on_doc_event(&doc_id)).await;
+                }
+                let mut changes = handle.changes();
+                let (_, mut peers) = handle.peers();
+                loop {
+                    tokio::select! {
+                        c = changes.next() => if c.is_none() { break },
+                        p = peers.next() => if p.is_none() { break },
+                    }
+                    let me = me.clone();
+                    let doc_id = doc_id.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.on_doc_event(&doc_id)).await;
+                }
+            });
+        }
+    }
+
+    fn refresh_all(self: &Arc<Self>) {
+        let ids: Vec<String> = lock(&self.handles).keys().cloned().collect();
+        for id in ids {
+            self.on_doc_event(&id);
+        }
+        self.notify_status();
+    }
+
+    /// Brings the session and samod's copy of one document together, and
+    /// records what the server has acknowledged.
+    fn on_doc_event(self: &Arc<Self>, doc_id: &str) {
+        let Some(handle) = lock(&self.handles).get(doc_id).cloned() else {
+            return;
+        };
+        let mut changed = false;
+        let mut membership_changed = false;
+        {
+            let mut st = lock(&self.state);
+            // Typing is positioned on the text as it is now: commit it before
+            // anything from elsewhere moves the text.
+            let _ = self.flush_pending(&mut st);
+            let which = Self::doc_ids(&st, &self.process_id)
+                .into_iter()
+                .find(|(id, _)| id == doc_id)
+                .map(|(_, w)| w);
+            let Some(which) = which else { return };
+            let mine = self.doc_mut(&mut st, &which);
+            let Some(mine) = mine else { return };
+            let incoming = handle.with_document(|d| {
+                // Local changes made before the handle existed go out now.
+                let outgoing = d.get_changes_added(mine);
+                if !outgoing.is_empty() {
+                    let _ = d.apply_changes(outgoing);
+                }
+                mine.get_changes_added(d)
+            });
+            if !incoming.is_empty() {
+                let before = mine.get_heads();
+                let ok = mine.apply_changes(incoming).is_ok();
+                changed = ok && mine.get_heads() != before;
+                if changed {
+                    membership_changed = which == Which::Process;
+                    let heads = mine.get_heads();
+                    st.saved.insert(doc_id.to_owned(), heads);
+                }
+            }
+            // What the server says it has (it says so only after storing it).
+            let server_conn = lock(&self.dialer).as_ref().and_then(|d| d.connection_id());
+            if let Some(conn) = server_conn {
+                let (peers, _) = handle.peers();
+                if let Some(their) = peers.get(&conn).and_then(|p| p.their_heads.clone()) {
+                    self.record_acked(&mut st, doc_id, &which, their);
+                }
+            }
+        }
+        if membership_changed {
+            self.ensure_contributions_docs();
+            self.find_documents();
+        }
+        if changed && let Some(l) = self.shared.listener() {
+            l.documents_changed(self.process_id.clone());
+        }
+        self.notify_status();
+    }
+
+    /// After the process document changed: make sure every member's
+    /// contributions document has a place in the session.
+    fn ensure_contributions_docs(&self) {
+        let mut st = lock(&self.state);
+        let Ok(info) = st.session.docs().process.info() else {
+            return;
+        };
+        let actor = self.shared.actor.clone();
+        for m in info.members.values() {
+            st.session
+                .docs_mut()
+                .contributions
+                .entry(m.id.clone())
+                .or_insert_with(|| {
+                    let mut d = ContributionsDoc::empty();
+                    d.set_actor(actor.clone());
+                    d
+                });
+        }
+    }
+
+    fn doc_mut<'a>(&self, st: &'a mut State, which: &Which) -> Option<&'a mut Automerge> {
+        let actor = self.shared.actor.clone();
+        let docs = st.session.docs_mut();
+        Some(match which {
+            Which::Process => docs.process.automerge_mut(),
+            Which::Text => docs.text.automerge_mut(),
+            Which::Contributions(m) => docs
+                .contributions
+                .entry(m.clone())
+                .or_insert_with(|| {
+                    let mut d = ContributionsDoc::empty();
+                    d.set_actor(actor);
+                    d
+                })
+                .automerge_mut(),
+        })
+    }
+
+    fn doc_ref<'a>(st: &'a State, which: &Which) -> Option<&'a Automerge> {
+        let docs = st.session.docs();
+        Some(match which {
+            Which::Process => docs.process.automerge(),
+            Which::Text => docs.text.automerge(),
+            Which::Contributions(m) => docs.contributions.get(m)?.automerge(),
+        })
+    }
+
+    fn record_acked(&self, st: &mut State, doc_id: &str, which: &Which, their: Vec<ChangeHash>) {
+        let Some(doc) = Self::doc_ref(st, which) else {
+            return;
+        };
+        let known: Vec<ChangeHash> = their
+            .into_iter()
+            .filter(|h| doc.get_change_by_hash(h).is_some())
+            .collect();
+        if known.is_empty() {
+            return;
+        }
+        // Keep earlier acknowledged heads that are not covered by the new ones.
+        let after: HashSet<ChangeHash> = doc.get_changes(&known).iter().map(Change::hash).collect();
+        let mut acked = known;
+        for h in st.acked.get(doc_id).cloned().unwrap_or_default() {
+            if after.contains(&h) && !acked.contains(&h) {
+                acked.push(h);
+            }
+        }
+        acked.sort();
+        if st.acked.get(doc_id) == Some(&acked) {
+            return;
+        }
+        let text: Vec<String> = acked.iter().map(|h| h.to_string()).collect();
+        if let Ok(k) = key(&[PREFIX, "acked", &self.process_id, doc_id]) {
+            // Best effort: a lost record only makes the status more cautious.
+            let _ = self.shared.kv.put(&k, text.join(",").as_bytes());
+        }
+        st.acked.insert(doc_id.to_owned(), acked);
+    }
+
+    fn status(&self, st: &State) -> SyncStatus {
+        let online = lock(&self.dialer)
+            .as_ref()
+            .is_some_and(|d| d.is_connected());
+        let mut unsynced = 0u32;
+        for (doc_id, which) in Self::doc_ids(st, &self.process_id) {
+            if which == Which::Process {
+                continue;
+            }
+            let Some(doc) = Self::doc_ref(st, &which) else {
+                continue;
+            };
+            let acked = st.acked.get(&doc_id).cloned().unwrap_or_default();
+            unsynced += doc
+                .get_changes(&acked)
+                .iter()
+                .filter(|c| c.actor_id() == &self.shared.actor)
+                .count() as u32;
+        }
+        if !st.pending.is_empty() {
+            unsynced += 1;
+        }
+        SyncStatus {
+            online,
+            unsynced_changes: unsynced,
+            all_on_server: unsynced == 0,
+        }
+    }
+
+    fn notify_status(&self) {
+        let status = {
+            let mut st = lock(&self.state);
+            let s = self.status(&st);
+            if st.last_status.as_ref() == Some(&s) {
+                return;
+            }
+            st.last_status = Some(s.clone());
+            s
+        };
+        if let Some(l) = self.shared.listener() {
+            l.sync_status_changed(self.process_id.clone(), status);
+        }
+    }
+
+    // ---- local writes ----
+
+    /// Stores the changes of the writable documents made since they were
+    /// last stored, then hands them to samod to sync.
+    fn persist(&self, st: &mut State) -> Result<()> {
+        for (doc_id, which) in Self::doc_ids(st, &self.process_id) {
+            if which == Which::Process {
+                continue;
+            }
+            let Some(doc) = Self::doc_ref(st, &which) else {
+                continue;
+            };
+            let since = st.saved.get(&doc_id).cloned().unwrap_or_default();
+            if doc.get_heads() == since {
+                continue;
+            }
+            let changes = doc.get_changes(&since);
+            let heads = self.shared.docs.save_incremental(&doc_id, doc, &since)?;
+            st.saved.insert(doc_id.clone(), heads);
+            self.push(&doc_id, changes);
+        }
+        Ok(())
+    }
+
+    fn push(&self, doc_id: &str, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Some(h) = lock(&self.handles).get(doc_id) {
+            h.with_document(|d| {
+                let _ = d.apply_changes(changes);
+            });
+        }
+        // Without a handle yet, `on_doc_event` hands them over when it arrives.
+    }
+
+    /// Runs one session operation: commits typing first, then the operation,
+    /// then stores and syncs its change. On disk before it returns.
+    fn write<R>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&mut Session, i64) -> klad_core::Result<R>,
+    ) -> Result<R> {
+        let r = {
+            let mut st = lock(&self.state);
+            self.flush_pending(&mut st)?;
+            let r = op(&mut st.session, now_ms())?;
+            self.persist(&mut st)?;
+            r
+        };
+        self.after_local_change();
+        Ok(r)
+    }
+
+    fn after_local_change(&self) {
+        if let Some(l) = self.shared.listener() {
+            l.documents_changed(self.process_id.clone());
+        }
+        self.notify_status();
+    }
+
+    /// Turns the pending typing into one change per article, stored in the
+    /// same atomic batch that removes it from the write-ahead record.
+    fn flush_pending(&self, st: &mut State) -> Result<()> {
+        if st.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut st.pending);
+        let text_doc = st.session.docs().process.info()?.text_doc;
+        let before = st.session.docs().text.heads();
+        let now = now_ms();
+        // Consecutive keystrokes in one article become one change.
+        let mut groups: Vec<(String, Vec<Splice>)> = Vec::new();
+        for (_, p) in &pending {
+            let s = Splice {
+                pos: p.pos,
+                delete: p.delete,
+                insert: p.insert.clone(),
+            };
+            match groups.last_mut() {
+                Some((a, v)) if *a == p.article => v.push(s),
+                _ => groups.push((p.article.clone(), vec![s])),
+            }
+        }
+        for (article, splices) in groups {
+            // Each keystroke was checked when it was typed; nothing from
+            // elsewhere was merged since, so this cannot fail but for a bug.
+            let _ = st
+                .session
+                .edit_body(now, &ArticleId::from(article), &splices);
+        }
+        let text = st.session.docs().text.automerge();
+        let changes = text.get_changes(&before);
+        // The store's layout (see klad_core::store::DocStore): a single change
+        // is kept under its hash.
+        let mut puts = Vec::new();
+        for c in &changes {
+            puts.push((
+                key(&[text_doc.as_str(), INCREMENTAL, &c.hash().to_string()])?,
+                c.raw_bytes().to_vec(),
+            ));
+        }
+        let deletes: Vec<Key> = pending.iter().map(|(k, _)| k.clone()).collect();
+        self.shared.kv.write_batch(&puts, &deletes)?;
+        if st.saved.get(text_doc.as_str()) == Some(&before) {
+            st.saved.insert(text_doc.to_string(), text.get_heads());
+        }
+        self.push(text_doc.as_str(), changes);
+        Ok(())
+    }
+
+    pub fn commit(&self) -> Result<()> {
+        let mut st = lock(&self.state);
+        self.flush_pending(&mut st)
+    }
+
+    fn schedule_flush(self: &Arc<Self>) {
+        if self.flush_scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        self.shared.runtime.spawn(async move {
+            tokio::time::sleep(TYPING_WINDOW).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                me.flush_scheduled.store(false, Ordering::SeqCst);
+                let _ = me.commit();
+                me.notify_status();
+            })
+            .await;
+        });
+    }
+
+    /// The body of an article with the pending typing applied.
+    fn body_with_pending(st: &State, article: &ArticleId) -> Result<String> {
+        let mut body = st.session.docs().text.body(article)?;
+        for (_, p) in st.pending.iter().filter(|(_, p)| p.article == article.0) {
+            body = apply_splice(&body, p.pos, p.delete, &p.insert);
+        }
+        Ok(body)
+    }
+}
+
+/// `text` with `delete` characters at character `pos` replaced by `insert`.
+fn apply_splice(text: &str, pos: usize, delete: usize, insert: &str) -> String {
+    let mut out: String = text.chars().take(pos).collect();
+    out.push_str(insert);
+    out.extend(text.chars().skip(pos + delete));
+    out
+}
+
+fn article(id: &str) -> ArticleId {
+    ArticleId::from(id)
+}
+
+fn contribution(id: &str) -> ContributionId {
+    ContributionId::from(id)
+}
+
+#[uniffi::export]
+impl KladProcess {
+    /// The process id.
+    pub fn id(&self) -> String {
+        self.inner.process_id.clone()
+    }
+
+    /// Title, member, role and phase as this phone knows them.
+    pub fn summary(&self) -> ProcessSummary {
+        self.inner.summary()
+    }
+
+    /// The members of the process.
+    pub fn members(&self) -> Result<Vec<Member>> {
+        let st = lock(&self.inner.state);
+        let info = st.session.docs().process.info()?;
+        Ok(info
+            .members
+            .values()
+            .map(|m| Member {
+                id: m.id.to_string(),
+                name: m.name.clone(),
+                role: m.role.into(),
+            })
+            .collect())
+    }
+
+    /// How this phone stands with the server.
+    pub fn sync_status(&self) -> SyncStatus {
+        let st = lock(&self.inner.state);
+        self.inner.status(&st)
+    }
+
+    /// Commits pending typing now (one change), instead of at the end of the typing window.
+    pub fn commit(&self) -> Result<()> {
+        self.inner.commit()?;
+        self.inner.notify_status();
+        Ok(())
+    }
+
+    // ---- the text ----
+
+    /// The articles in order, with typing not yet committed included.
+    pub fn articles(&self) -> Result<Vec<Article>> {
+        let st = lock(&self.inner.state);
+        let mut out: Vec<Article> = views::articles(st.session.docs())
+            .into_iter()
+            .map(Article::from)
+            .collect();
+        if !st.pending.is_empty() {
+            for a in &mut out {
+                a.body = ProcessInner::body_with_pending(&st, &article(&a.id))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds an article after `after` (or at the start); returns its id.
+    pub fn create_article(
+        &self,
+        after: Option<String>,
+        heading: String,
+        body: String,
+    ) -> Result<String> {
+        self.inner
+            .write(|s, now| {
+                s.create_article(now, after.map(|a| article(&a)).as_ref(), &heading, &body)
+            })
+            .map(|id| id.0)
+    }
+
+    /// Moves an article to just after `after` (or to the start).
+    pub fn move_article(&self, id: String, after: Option<String>) -> Result<()> {
+        self.inner
+            .write(|s, now| s.move_article(now, &article(&id), after.map(|a| article(&a)).as_ref()))
+    }
+
+    /// Removes an article (its history stays; comments on it become orphaned).
+    pub fn remove_article(&self, id: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.remove_article(now, &article(&id)))
+    }
+
+    /// Replaces characters `pos..pos+delete` of an article heading with `insert` (one change).
+    pub fn edit_heading(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
+        self.inner.write(|s, now| {
+            s.edit_heading(
+                now,
+                &article(&id),
+                &[Splice {
+                    pos: pos as usize,
+                    delete: delete as usize,
+                    insert,
+                }],
+            )
+        })
+    }
+
+    /// One keystroke (or paste) in an article body: at character `pos`,
+    /// delete `delete` characters and insert `insert`. On disk when it
+    /// returns; becomes part of one change per typing window (or at `commit`).
+    pub fn edit_body(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
+        let inner = &self.inner;
+        {
+            let mut st = lock(&inner.state);
+            let (role, phase) = st.session.docs().process.role_and_phase(&inner.member)?;
+            may(role, phase, Action::EditText).map_err(klad_core::Error::from)?;
+            let a = article(&id);
+            if !st.session.docs().text.article_ids().contains(&a) {
+                // The text's own sentence (missing or removed article).
+                st.session.docs().text.body(&a)?;
+                return Err(KladError::not_found(format!(
+                    "The article {id} has been removed from the text; it can no longer be changed or commented on."
+                )));
+            }
+            let len = ProcessInner::body_with_pending(&st, &a)?.chars().count();
+            let (pos, delete) = (pos as usize, delete as usize);
+            if pos > len || delete > len - pos {
+                return Err(KladError::invalid(format!(
+                    "The edit at character {pos} deleting {delete} characters falls outside the text, which is {len} characters long; refresh and try again."
+                )));
+            }
+            let seq = st.next_seq;
+            let k = key(&[PREFIX, "pending", &inner.process_id, &format!("{seq:020}")])?;
+            let p = PendingSplice {
+                article: id,
+                pos,
+                delete,
+                insert,
+            };
+            inner
+                .shared
+                .kv
+                .put(&k, &serde_json::to_vec(&p).unwrap_or_default())?;
+            st.next_seq += 1;
+            st.pending.push((k, p));
+        }
+        inner.schedule_flush();
+        inner.after_local_change();
+        Ok(())
+    }
+
+    // ---- contributions ----
+
+    /// Comments on characters `start..end` of an article; returns the thread id.
+    pub fn comment(
+        &self,
+        article_id: String,
+        start: u32,
+        end: u32,
+        text: String,
+    ) -> Result<String> {
+        self.inner
+            .write(|s, now| {
+                s.comment(
+                    now,
+                    &article(&article_id),
+                    start as usize,
+                    end as usize,
+                    &text,
+                )
+            })
+            .map(|id| id.0)
+    }
+
+    /// Replies in a thread; returns the reply's id.
+    pub fn reply(&self, thread: String, text: String) -> Result<String> {
+        self.inner
+            .write(|s, now| s.reply(now, &contribution(&thread), &text))
+            .map(|id| id.0)
+    }
+
+    /// Suggests `replacement` for characters `start..end`; returns the thread id.
+    pub fn suggest(
+        &self,
+        article_id: String,
+        start: u32,
+        end: u32,
+        replacement: String,
+        text: String,
+    ) -> Result<String> {
+        self.inner
+            .write(|s, now| {
+                s.suggest(
+                    now,
+                    &article(&article_id),
+                    start as usize,
+                    end as usize,
+                    &replacement,
+                    &text,
+                )
+            })
+            .map(|id| id.0)
+    }
+
+    /// Accepts a suggestion: its wording replaces the passage.
+    pub fn accept_suggestion(&self, id: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.accept_suggestion(now, &contribution(&id)))
+    }
+
+    /// Rejects a suggestion.
+    pub fn reject_suggestion(&self, id: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.reject_suggestion(now, &contribution(&id)))
+    }
+
+    /// Gives a formal answer to a thread; returns the answer's id.
+    pub fn answer(&self, thread: String, status: AnswerStatus, reason: String) -> Result<String> {
+        self.inner
+            .write(|s, now| s.answer(now, &contribution(&thread), status.into(), &reason))
+            .map(|id| id.0)
+    }
+
+    /// Resolves a thread.
+    pub fn resolve(&self, thread: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.resolve(now, &contribution(&thread)))
+    }
+
+    /// Reopens a resolved thread.
+    pub fn reopen(&self, thread: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.reopen(now, &contribution(&thread)))
+    }
+
+    /// Hides a contribution, with a reason everyone sees.
+    pub fn hide(&self, target: String, reason: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.hide(now, &contribution(&target), &reason))
+    }
+
+    /// Shows a hidden contribution again, with a reason.
+    pub fn unhide(&self, target: String, reason: String) -> Result<()> {
+        self.inner
+            .write(|s, now| s.unhide(now, &contribution(&target), &reason))
+    }
+
+    /// Enters a contribution on behalf of `person` (someone without a phone); returns its id.
+    pub fn enter_on_behalf(&self, person: String, what: OnBehalf) -> Result<String> {
+        self.inner
+            .write(|s, now| s.enter_on_behalf(now, &person, what.into()))
+            .map(|id| id.0)
+    }
+
+    /// Records that the member has now seen everything on this phone.
+    pub fn mark_read(&self) -> Result<()> {
+        self.inner.write(|s, now| s.mark_read(now))
+    }
+
+    // ---- views (typing is committed first, so positions agree) ----
+
+    /// Every thread (or those of one article), in text order.
+    pub fn threads(&self, article_id: Option<String>) -> Result<Vec<ThreadView>> {
+        self.read(|docs| {
+            Ok(
+                views::threads(docs, article_id.map(|a| article(&a)).as_ref(), now_ms())?
+                    .into_iter()
+                    .map(ThreadView::from)
+                    .collect(),
+            )
+        })
+    }
+
+    /// Suggestions not yet decided.
+    pub fn open_suggestions(&self) -> Result<Vec<ThreadView>> {
+        self.read(|docs| {
+            Ok(views::open_suggestions(docs, now_ms())?
+                .into_iter()
+                .map(ThreadView::from)
+                .collect())
+        })
+    }
+
+    /// What changed since the member last marked the process as read.
+    pub fn changes_since_read(&self) -> Result<ChangesSinceRead> {
+        let me = self.inner.member.clone();
+        self.read(|docs| Ok(views::changes_since_read(docs, &me)?.into()))
+    }
+
+    /// Who wrote each span of an article's body.
+    pub fn blame(&self, article_id: String) -> Result<Vec<BlameSpan>> {
+        self.read(|docs| {
+            Ok(views::blame(docs, &article(&article_id))?
+                .into_iter()
+                .map(BlameSpan::from)
+                .collect())
+        })
+    }
+
+    /// Every change to every document of the process, oldest first.
+    pub fn history(&self) -> Result<Vec<HistoryEntry>> {
+        self.read(|docs| {
+            Ok(views::history(docs)?
+                .into_iter()
+                .map(HistoryEntry::from)
+                .collect())
+        })
+    }
+}
+
+impl KladProcess {
+    fn read<R>(&self, f: impl FnOnce(&ProcessDocs) -> Result<R>) -> Result<R> {
+        let mut st = lock(&self.inner.state);
+        self.inner.flush_pending(&mut st)?;
+        f(st.session.docs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_splice;
+
+    #[test]
+    fn pending_typing_is_applied_by_character_not_byte() {
+        assert_eq!(apply_splice("café au lait", 4, 0, "!"), "café! au lait");
+        assert_eq!(apply_splice("café au lait", 3, 1, "e"), "cafe au lait");
+        assert_eq!(apply_splice("", 0, 0, "ä"), "ä");
+        assert_eq!(apply_splice("abc", 3, 0, "d"), "abcd");
+    }
+}

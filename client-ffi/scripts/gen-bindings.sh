@@ -11,15 +11,16 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-OUT="${KLAD_BINDINGS_DIR:-target/klad-ffi-bindings}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+OUT="${KLAD_BINDINGS_DIR:-$TARGET/klad-ffi-bindings}"
 case "$(uname -s)" in
   Darwin) LIBFILE=libklad_ffi.dylib ;;
   *) LIBFILE=libklad_ffi.so ;;
 esac
 
 cargo build -p klad-ffi --lib --bin uniffi-bindgen
-LIB="target/debug/$LIBFILE"
-BINDGEN="target/debug/uniffi-bindgen"
+LIB="$TARGET/debug/$LIBFILE"
+BINDGEN="$TARGET/debug/uniffi-bindgen"
 
 rm -rf "$OUT"
 mkdir -p "$OUT/lib"

@@ -11,7 +11,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT="$PWD"
 TOOLS="${KLAD_TOOLS_DIR:-$HOME/.cache/klad-ffi}"
-OUT="${KLAD_BINDINGS_DIR:-$ROOT/target/klad-ffi-bindings}"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+OUT="${KLAD_BINDINGS_DIR:-$TARGET/klad-ffi-bindings}"
 export KLAD_BINDINGS_DIR="$OUT"
 status=0
 
@@ -21,7 +22,7 @@ die() { echo "error: $*" >&2; exit 1; }
 step "build and generate bindings"
 bash client-ffi/scripts/gen-bindings.sh || die "building klad-ffi or generating its bindings failed"
 cargo build -p klad-server --bin klad-server || die "building klad-server failed"
-export KLAD_SERVER_BIN="$ROOT/target/debug/klad-server"
+export KLAD_SERVER_BIN="$TARGET/debug/klad-server"
 export KLAD_BINDINGS_PYTHON="$OUT/python"
 
 step "install test tools (if missing)"
@@ -50,7 +51,7 @@ step "Python (pytest)"
 python3 -m pytest -q -p no:cacheprovider client-ffi/tests/python || status=1
 
 step "Kotlin/JVM"
-KT_BUILD="$ROOT/target/klad-ffi-kotlin"
+KT_BUILD="$TARGET/klad-ffi-kotlin"
 rm -rf "$KT_BUILD" && mkdir -p "$KT_BUILD"
 if "$KOTLINC" -nowarn -include-runtime -cp "$JNA_JAR" -d "$KT_BUILD/tests.jar" \
     "$OUT"/kotlin/uniffi/klad_ffi/klad_ffi.kt client-ffi/tests/kotlin/*.kt 2>&1 | grep -v '^warning' ; then :; fi

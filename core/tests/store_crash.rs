@@ -29,6 +29,8 @@ const DOC: &str = "2yGHa3UMwsCxzuSuzEhVjw4Rzg3H";
 
 /// Kills per run, at most.
 const ROUNDS: u32 = 100;
+/// At least this many rounds run whatever the time (the issue asks for 50 in CI).
+const MIN_ROUNDS: u32 = 50;
 /// The parent stops starting rounds after this long (it never fails on time).
 const TIME_BUDGET: Duration = Duration::from_secs(40);
 
@@ -184,7 +186,7 @@ fn store_survives_sigkill_during_writes() {
     let mut rounds = 0;
     let mut kills_mid_round = 0;
     let mut kills_mid_compaction = 0;
-    while rounds < ROUNDS && started.elapsed() < TIME_BUDGET {
+    while rounds < MIN_ROUNDS || (rounds < ROUNDS && started.elapsed() < TIME_BUDGET) {
         let round = rounds;
         rounds += 1;
         // Kill after a random number of acknowledgements (0: during start-up,
@@ -253,5 +255,5 @@ fn store_survives_sigkill_during_writes() {
         acked.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(rounds > 0);
+    assert!(rounds >= MIN_ROUNDS);
 }

@@ -7,9 +7,6 @@ use std::time::{Duration, Instant};
 
 use klad_core::store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{ActorId, MemberId, ProcessId};
-use pasetors::Public;
-use pasetors::token::UntrustedToken;
-use pasetors::version4::V4;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{KladError, Result};
@@ -79,24 +76,13 @@ pub struct KladClient {
 }
 
 fn claims_of(token: &str) -> Result<(MemberId, ProcessId)> {
-    let bad = || {
+    // The server verifies the signature when the phone connects; here the
+    // phone only needs to know which process and member the token is for.
+    klad_sync::token::unverified_claims(token).map_err(|_| {
         KladError::invalid(
             "The token is not a Klad invitation token (it is malformed or truncated). Copy the whole token from your invitation and try again.",
         )
-    };
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| bad())?;
-    // The payload is the claims followed by the 64-byte signature; the server
-    // verifies the signature when the phone connects.
-    let message = untrusted.untrusted_message();
-    let claims = message
-        .len()
-        .checked_sub(64)
-        .map(|n| &message[..n])
-        .ok_or_else(bad)?;
-    let v: serde_json::Value = serde_json::from_slice(claims).map_err(|_| bad())?;
-    let member = v["sub"].as_str().ok_or_else(bad)?;
-    let process = v["pid"].as_str().ok_or_else(bad)?;
-    Ok((MemberId::from(member), ProcessId::from(process)))
+    })
 }
 
 #[uniffi::export]

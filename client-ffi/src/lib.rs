@@ -11,6 +11,8 @@
 //!   klad-core for the member this phone acts as, and its sync status.
 //! - [`KladListener`]: implemented by the app; told when documents or the
 //!   sync status change.
+//! - [`KladPeerLink`] over a [`PeerTransport`]: phone-to-phone sync without a
+//!   server, with the server's checks.
 //! - [`KladError`]: the one error type (five kinds, each with a sentence).
 
 uniffi::setup_scaffolding!();
@@ -18,11 +20,13 @@ uniffi::setup_scaffolding!();
 mod client;
 mod error;
 mod net;
+mod peer;
 mod process;
 mod storage;
 mod types;
 
 pub use client::{KladClient, KladListener};
 pub use error::{KladError, Result};
+pub use peer::{KladPeerLink, PeerTransport};
 pub use process::KladProcess;
 pub use types::*;

@@ -6,9 +6,14 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use samod::{DialError, Dialer, Transport};
+use klad_sync::access::SERVER_PEER_ID;
+use samod::{DialError, Dialer, PeerId, Transport};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
+
+/// The upgrade response header that carries the server's public key
+/// (klad-server's `PUBLIC_KEY_HEADER`).
+const PUBLIC_KEY_HEADER: &str = "x-klad-public-key";
 
 /// TLS settings for `wss://`: the webpki roots, the ring provider.
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
@@ -54,6 +59,8 @@ pub struct ConnectError(pub String);
 pub struct WsDialer {
     /// The full sync URL, token included.
     pub url: url::Url,
+    /// Told the server's public key (from the upgrade response) on every connect.
+    pub on_public_key: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Dialer for WsDialer {
@@ -67,6 +74,7 @@ impl Dialer for WsDialer {
 
     fn connect(&self) -> BoxFuture<'static, Result<Transport, DialError<ConnectError>>> {
         let url = self.url.clone();
+        let on_public_key = self.on_public_key.clone();
         Box::pin(async move {
             let connector = if url.scheme() == "wss" {
                 let config = tls_config()
@@ -75,7 +83,7 @@ impl Dialer for WsDialer {
             } else {
                 Some(Connector::Plain)
             };
-            let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
                 url.as_str(),
                 None,
                 true,
@@ -83,6 +91,13 @@ impl Dialer for WsDialer {
             )
             .await
             .map_err(DialError::transient)?;
+            if let Some(k) = response
+                .headers()
+                .get(PUBLIC_KEY_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                on_public_key(k);
+            }
             let (sink, stream) = ws.split();
             let stream = stream.try_filter_map(|m| async move {
                 Ok(match m {
@@ -93,7 +108,9 @@ impl Dialer for WsDialer {
             let sink = sink.with(|b: Vec<u8>| async move {
                 Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::Binary(b.into()))
             });
-            Ok(Transport::new(Box::pin(stream), Box::pin(sink)))
+            // Only the server may speak as the server.
+            Ok(Transport::new(Box::pin(stream), Box::pin(sink))
+                .with_expected_peer_id(PeerId::from(SERVER_PEER_ID)))
         })
     }
 }

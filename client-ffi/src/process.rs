@@ -20,12 +20,15 @@ use klad_core::{
     ArticleId, ContributionId, ContributionsDoc, MemberId, ProcessDoc, ProcessDocs, Session,
     Splice, TextDoc, views,
 };
+use klad_sync::access::peer_id_for;
+use klad_sync::token::PublicKey;
 use samod::{BackoffConfig, DialerHandle, DocHandle, DocumentId, PeerId, Repo};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{JoinRecord, Shared, key, lock};
 use crate::error::{KladError, Result};
 use crate::net::{ConnectError, WsDialer, sync_url};
+use crate::peer::{GatePolicy, KladPeerLink, PeerGate, PeerTransport};
 use crate::storage::{PREFIX, PhoneStorage};
 use crate::types::*;
 
@@ -75,13 +78,18 @@ pub struct KladProcess {
 }
 
 pub(crate) struct ProcessInner {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     pub process_id: String,
     member: MemberId,
     pub server_url: String,
-    token: String,
+    pub(crate) token: String,
     state: Mutex<State>,
-    repo: Repo,
+    pub(crate) repo: Repo,
+    /// Who may do what with this process's documents over sync (server, peer links).
+    pub(crate) gate: Arc<PeerGate>,
+    /// The server's public key, cached when the phone connects; verifies
+    /// other phones' tokens on a peer link.
+    server_key: Mutex<Option<PublicKey>>,
     dialer: Mutex<Option<Arc<DialerHandle<ConnectError>>>>,
     handles: Mutex<HashMap<String, DocHandle>>,
     finding: Mutex<HashSet<String>>,
@@ -164,15 +172,22 @@ impl ProcessInner {
                 pending.push((k, p));
             }
         }
-        let peer_id = format!("{}:{}", rec.member_id, shared.device);
+        let peer_id = peer_id_for(&member, Some(&shared.device));
         let storage = PhoneStorage::new(shared.kv.clone());
+        let gate = PeerGate::new(session.docs().process.info().ok());
+        let policy = GatePolicy(gate.clone());
         let repo = shared.runtime.block_on(async move {
             Repo::build_tokio()
                 .with_storage(storage)
                 .with_peer_id(PeerId::from(peer_id.as_str()))
+                .with_share_policy(policy)
                 .load()
                 .await
         });
+        let server_key = shared
+            .kv
+            .get(&key(&[PREFIX, "server-key", &rec.process_id])?)?
+            .and_then(|k| PublicKey::from_paserk(&String::from_utf8_lossy(&k)).ok());
         let inner = Arc::new(ProcessInner {
             shared: shared.clone(),
             process_id: rec.process_id.clone(),
@@ -188,6 +203,8 @@ impl ProcessInner {
                 last_status: None,
             }),
             repo,
+            gate,
+            server_key: Mutex::new(server_key),
             dialer: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
             finding: Mutex::new(HashSet::new()),
@@ -269,7 +286,16 @@ impl ProcessInner {
                 max_retries: None,
             };
             let _guard = self.shared.runtime.enter();
-            if let Ok(d) = self.repo.dial(backoff, Arc::new(WsDialer { url })) {
+            let me = Arc::downgrade(self);
+            let on_public_key = Arc::new(move |paserk: &str| {
+                if let Some(me) = me.upgrade() {
+                    me.remember_server_key(paserk);
+                }
+            });
+            if let Ok(d) = self
+                .repo
+                .dial(backoff, Arc::new(WsDialer { url, on_public_key }))
+            {
                 let d = Arc::new(d);
                 let me = self.clone();
                 let watched = d.clone();
@@ -288,6 +314,42 @@ impl ProcessInner {
         self.shared
             .runtime
             .spawn_blocking(move || me.notify_status());
+    }
+
+    /// The peer id this phone uses for this process: `<member>:<device>`.
+    pub(crate) fn peer_id(&self) -> String {
+        peer_id_for(&self.member, Some(&self.shared.device))
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn server_key(&self) -> Option<PublicKey> {
+        lock(&self.server_key).clone()
+    }
+
+    /// Caches the key the server presented, if it verifies this phone's own
+    /// token (a key that does not is not this process's server's).
+    fn remember_server_key(&self, paserk: &str) {
+        let Ok(k) = PublicKey::from_paserk(paserk) else {
+            return;
+        };
+        if k.verify(&self.token).is_err()
+            || self
+                .server_key()
+                .as_ref()
+                .map(PublicKey::to_paserk)
+                .as_deref()
+                == Some(paserk)
+        {
+            return;
+        }
+        if let Ok(kk) = key(&[PREFIX, "server-key", &self.process_id]) {
+            // Best effort: without it, peer links wait for the next connection.
+            let _ = self.shared.kv.put(&kk, k.to_paserk().as_bytes());
+        }
+        *lock(&self.server_key) = Some(k);
     }
 
     pub fn stop(&self) {
@@ -408,6 +470,9 @@ impl ProcessInner {
             }
         }
         if membership_changed {
+            if let Ok(info) = lock(&self.state).session.docs().process.info() {
+                self.gate.set_info(info);
+            }
             self.ensure_contributions_docs();
             self.find_documents();
         }
@@ -728,6 +793,16 @@ impl KladProcess {
     pub fn sync_status(&self) -> SyncStatus {
         let st = lock(&self.inner.state);
         self.inner.status(&st)
+    }
+
+    /// Opens a sync link with another phone of this process, without a
+    /// server, over a transport the app provides (Bluetooth, local Wi-Fi, ...).
+    /// Hand every frame the other phone sends to the link's `receive`. Each
+    /// side checks the other's invitation with the server's key (cached when
+    /// this phone last connected) and refuses changes the other's member may
+    /// not make, as the server would.
+    pub fn open_peer_link(&self, transport: Arc<dyn PeerTransport>) -> Result<Arc<KladPeerLink>> {
+        self.inner.open_peer_link(transport)
     }
 
     /// Commits pending typing now (one change), instead of at the end of the typing window.

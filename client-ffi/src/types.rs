@@ -583,3 +583,30 @@ pub struct SyncStatus {
     /// every change made on this phone.
     pub all_on_server: bool,
 }
+
+/// Where a peer link stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum PeerLinkState {
+    /// Waiting for the other phone to introduce itself.
+    Handshaking,
+    /// The other phone's invitation checked out; documents sync.
+    Connected,
+    /// The link has ended (see `closed_reason`).
+    Closed,
+}
+
+/// A peer link's status.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct PeerLinkStatus {
+    /// Handshaking, connected or closed.
+    pub state: PeerLinkState,
+    /// The member on the other phone, once their invitation checked out.
+    pub peer: Option<Member>,
+    /// How many changes from the other phone were refused because their
+    /// member may not write the document they were for.
+    pub refused_changes: u32,
+    /// Why the last refused changes were refused, as a sentence.
+    pub last_refusal: Option<String>,
+    /// Why the link ended, as a sentence (when closed).
+    pub closed_reason: Option<String>,
+}

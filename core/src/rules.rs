@@ -307,6 +307,21 @@ impl ReadOnlyReason {
             ReadOnlyReason::Observer => "observer",
         }
     }
+
+    /// Why such changes are refused, as the end of a sentence ("… were refused: <this>.").
+    pub fn explanation(self) -> &'static str {
+        match self {
+            ReadOnlyReason::ProcessDocument => "only the server changes the process document",
+            ReadOnlyReason::TextNotADrafter => "only drafters change the text",
+            ReadOnlyReason::TextOutsideDrafting => {
+                "the text changes only while the process is in the drafting phase"
+            }
+            ReadOnlyReason::AnotherMembersContributions => {
+                "a contribution can only be written by its author"
+            }
+            ReadOnlyReason::Observer => "observers read, they do not write",
+        }
+    }
 }
 
 /// What a member of a process may do with one of its documents as a whole.

@@ -12,18 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use klad_core::{MemberId, ProcessId, Role};
-use pasetors::claims::{Claims, ClaimsValidationRules};
-use pasetors::errors::{ClaimValidationError, Error as PasetoError};
+use pasetors::claims::Claims;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
 use pasetors::paserk::FormatAsPaserk;
-use pasetors::token::UntrustedToken;
+use pasetors::public;
 use pasetors::version4::V4;
-use pasetors::{Public, public};
-use serde::Serialize;
 
-/// Binds tokens to this purpose: a PASETO signed for something else with the
-/// same key does not verify as a Klad token.
-const IMPLICIT_ASSERTION: &[u8] = b"klad-member-token-v1";
+pub use klad_sync::token::{IMPLICIT_ASSERTION, PublicKey, TokenClaims, TokenError};
 
 /// File names inside the data directory.
 pub const SIGNING_KEY_FILE: &str = "signing-key.paserk";
@@ -32,70 +27,10 @@ pub const PUBLIC_KEY_FILE: &str = "public-key.paserk";
 /// The operator's secret for the admin HTTP API (used by the command line).
 pub const ADMIN_SECRET_FILE: &str = "admin-secret";
 
-/// What a verified token says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TokenClaims {
-    /// The member the token was issued to.
-    pub member: MemberId,
-    /// Their process.
-    pub process: ProcessId,
-    /// Their role when the token was issued (the process document is authoritative).
-    pub role: Role,
-    /// Expiry, seconds since the Unix epoch.
-    pub expires_at: u64,
-}
-
-/// Why a token was refused. Each message is the sentence sent back with the 401.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TokenError {
-    /// No token at all.
-    #[error(
-        "No token was given. Pass your invitation token as ?token=... on the websocket URL or as an 'Authorization: Bearer ...' header."
-    )]
-    Missing,
-    /// Not a PASETO v4.public token.
-    #[error(
-        "The token is not a Klad token (it is malformed or truncated). Copy the whole token from your invitation and try again."
-    )]
-    Malformed,
-    /// The signature does not verify with this server's key.
-    #[error(
-        "The token was not signed by this server (it is forged, altered or from another server). Ask a facilitator for a new invitation."
-    )]
-    BadSignature,
-    /// The token has expired.
-    #[error("The token has expired. Ask a facilitator for a new invitation.")]
-    Expired,
-    /// The token is signed but lacks Klad's claims.
-    #[error(
-        "The token does not name a member, process and role. Ask a facilitator for a new invitation."
-    )]
-    MissingClaims,
-    /// The member is not (or no longer) in the process.
-    #[error(
-        "The token names a member or process this server does not know. Ask a facilitator for a new invitation."
-    )]
-    UnknownMember,
-}
-
-impl TokenError {
-    /// A short label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Malformed => "token_malformed",
-            TokenError::BadSignature => "token_bad_signature",
-            TokenError::Expired => "token_expired",
-            TokenError::MissingClaims => "token_missing_claims",
-            TokenError::UnknownMember => "token_unknown_member",
-        }
-    }
-}
-
 /// The server's signing key pair.
 pub struct Keys {
     secret: AsymmetricSecretKey<V4>,
-    public: AsymmetricPublicKey<V4>,
+    public: PublicKey,
 }
 
 impl std::fmt::Debug for Keys {
@@ -151,7 +86,7 @@ impl Keys {
         tracing::info!(path = %path.display(), "generated a new token signing key");
         Ok(Keys {
             secret: kp.secret,
-            public: kp.public,
+            public: kp.public.into(),
         })
     }
 
@@ -163,15 +98,15 @@ impl Keys {
             .map_err(|e| key_error(&path, format!("not a k4.secret key: {e:?}")))?;
         let public = AsymmetricPublicKey::<V4>::try_from(&secret)
             .map_err(|e| key_error(&path, format!("{e:?}")))?;
-        Ok(Keys { secret, public })
+        Ok(Keys {
+            secret,
+            public: public.into(),
+        })
     }
 
     /// The public key in PASERK form (`k4.public.…`).
     pub fn public_paserk(&self) -> String {
-        let mut s = String::new();
-        // Formatting into a String cannot fail.
-        let _ = self.public.fmt(&mut s);
-        s
+        self.public.to_paserk()
     }
 
     /// Signs a token for `member` of `process` with `role`, valid until `expires_at`.
@@ -209,49 +144,7 @@ impl Keys {
 
     /// Verifies a token's signature and expiry and reads its claims.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(TokenError::Missing);
-        }
-        let untrusted =
-            UntrustedToken::<Public, V4>::try_from(token).map_err(|_| TokenError::Malformed)?;
-        let trusted = public::verify(
-            &self.public,
-            &untrusted,
-            &ClaimsValidationRules::new(),
-            None,
-            Some(IMPLICIT_ASSERTION),
-        )
-        .map_err(|e| match e {
-            PasetoError::ClaimValidation(ClaimValidationError::Exp) => TokenError::Expired,
-            PasetoError::ClaimValidation(_) | PasetoError::ClaimInvalidJson => {
-                TokenError::MissingClaims
-            }
-            PasetoError::TokenFormat | PasetoError::Base64 => TokenError::Malformed,
-            _ => TokenError::BadSignature,
-        })?;
-        let claims = trusted.payload_claims().ok_or(TokenError::MissingClaims)?;
-        let text = |k: &str| {
-            claims
-                .get_claim(k)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-                .ok_or(TokenError::MissingClaims)
-        };
-        let member = MemberId(text("sub")?);
-        let process = ProcessId(text("pid")?);
-        let role = Role::parse(&text("role")?).ok_or(TokenError::MissingClaims)?;
-        let expires_at = humantime::parse_rfc3339_weak(&text("exp")?)
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Ok(TokenClaims {
-            member,
-            process,
-            role,
-            expires_at,
-        })
+        self.public.verify(token)
     }
 }
 

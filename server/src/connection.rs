@@ -18,11 +18,13 @@ use futures::{SinkExt, StreamExt, stream};
 use klad_core::MemberId;
 use samod::{PeerId, Transport};
 
-use crate::directory::{Access, Directory};
+use klad_sync::access::Inbound;
+use klad_sync::wire;
+
+use crate::directory::Directory;
 use crate::durability::Durability;
 use crate::metrics::Metrics;
 use crate::repos::Lease;
-use crate::wire;
 
 /// What every connection shares.
 pub struct ConnectionShared {
@@ -224,36 +226,30 @@ async fn close(
 
 /// Checks one inbound frame. Changes to a document the member may not write
 /// are counted, logged and removed from the frame (returned as `Some`), so
-/// they never reach samod, its storage or any other peer, even while samod's
-/// own read-only state is still catching up with a phase change.
+/// they never reach samod, its storage or any other peer.
 fn check_inbound(
     shared: &ConnectionShared,
     peer: &str,
     member: &MemberId,
     bytes: &[u8],
 ) -> Result<Option<Vec<u8>>, wire::FrameError> {
-    let frame = wire::parse(bytes)?;
-    let Some(msg) = frame.sync_message()? else {
-        return Ok(None);
-    };
-    if msg.changes.is_empty() {
-        return Ok(None);
+    match klad_sync::access::check_inbound(bytes, |doc| shared.directory.access(doc, peer))? {
+        Inbound::Pass => Ok(None),
+        Inbound::Stripped {
+            document,
+            reason,
+            changes,
+            frame,
+        } => {
+            shared.metrics.refused_write(reason);
+            tracing::warn!(
+                member = %member,
+                document = %document,
+                reason,
+                changes,
+                "refused changes to a document the member may not write"
+            );
+            Ok(Some(frame))
+        }
     }
-    let Some(doc) = &frame.document_id else {
-        return Ok(None);
-    };
-    let reason = match shared.directory.access(doc, peer) {
-        Access::ReadWrite => return Ok(None),
-        Access::ReadOnly(reason) => reason.label(),
-        Access::None => "no_access",
-    };
-    shared.metrics.refused_write(reason);
-    tracing::warn!(
-        member = %member,
-        document = %doc,
-        reason,
-        changes = msg.changes.len(),
-        "refused changes to a document the member may not write"
-    );
-    wire::strip_changes(bytes).map(Some)
 }

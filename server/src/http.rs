@@ -204,10 +204,20 @@ async fn sync(
         .max_message_bytes
         .saturating_mul(2)
         .saturating_add(64 * 1024);
-    ws.max_message_size(hard_limit)
+    let mut response = ws
+        .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| connection::run(shared, lease, socket, claims.member, peer_id))
+        .on_upgrade(move |socket| connection::run(shared, lease, socket, claims.member, peer_id));
+    // Phones cache the key that verifies tokens, for peer links without a server.
+    if let Ok(v) = header::HeaderValue::from_str(&state.facilitation.keys().public_paserk()) {
+        response.headers_mut().insert(PUBLIC_KEY_HEADER, v);
+    }
+    response
 }
+
+/// The response header of a `/sync` upgrade that carries the server's public
+/// key (PASERK `k4.public…`), the same as `GET /public-key`.
+pub const PUBLIC_KEY_HEADER: &str = "x-klad-public-key";
 
 /// An Automerge actor id in hex: 1 to 32 bytes.
 fn parse_actor(hex: &str) -> Option<automerge::ActorId> {

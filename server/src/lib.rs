@@ -16,7 +16,10 @@
 //! - [`connection`]: one websocket between axum and samod, with limits.
 //! - [`http`]: the routes.
 //! - [`client`]: a small HTTP client the command line uses to reach a running server.
-//! - [`metrics`], [`wire`]: counters; just enough of the wire format.
+//! - [`metrics`]: Prometheus counters.
+//!
+//! The wire format, token verification and the per-document access decision
+//! live in `klad-sync`, shared with the phones.
 
 pub mod auth;
 pub mod client;
@@ -29,4 +32,3 @@ pub mod metrics;
 pub mod repos;
 pub mod server;
 pub mod storage;
-pub mod wire;

@@ -31,7 +31,7 @@ use crate::storage::SamodStore;
 
 /// The peer id of the server in every repo. Each client connects to exactly
 /// one repo, so it never sees two peers with this id.
-pub const SERVER_PEER_ID: &str = "klad-server";
+pub use klad_sync::access::SERVER_PEER_ID;
 
 /// How long a stop may take before it is logged as an error.
 const STOP_LIMIT: Duration = Duration::from_secs(30);

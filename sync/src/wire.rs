@@ -1,5 +1,6 @@
-//! Just enough of the automerge-repo wire format (CBOR maps) for the server to
-//! check frames before samod sees them and to find the heads in frames it sends.
+//! Just enough of the automerge-repo wire format (CBOR maps) to check frames
+//! before samod sees them and to find the heads in frames being sent; and the
+//! two frames of Klad's own that open a peer link between phones.
 
 use automerge::ChangeHash;
 use automerge::sync::Message as SyncMessage;
@@ -51,7 +52,7 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, FrameError> {
         return Err(FrameError::NotAMessage);
     }
     if let Some(d) = &frame.document_id
-        && d.parse::<samod::DocumentId>().is_err()
+        && d.parse::<samod_core::DocumentId>().is_err()
     {
         return Err(FrameError::BadDocumentId);
     }
@@ -105,6 +106,85 @@ pub fn heads(msg: &SyncMessage) -> &[ChangeHash] {
     &msg.heads
 }
 
+/// The `type` of the first frame each side of a peer link sends.
+pub const HELLO: &str = "klad-hello";
+/// The `type` of the frame a side sends when it refuses the link.
+pub const REFUSED: &str = "klad-refused";
+/// The version of the peer-link handshake.
+pub const LINK_VERSION: u64 = 1;
+
+/// The first frame of a peer link: who this side is, proven by its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's member token, signed by the process's server.
+    pub token: String,
+    /// The peer id the sender will use in the automerge-repo handshake.
+    pub peer_id: String,
+}
+
+/// A frame on a peer link, as far as the link itself is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkFrame {
+    /// The other side introduces itself.
+    Hello(Hello),
+    /// The other side refused the link, with its sentence.
+    Refused(String),
+    /// Anything else: an automerge-repo frame for samod (checked separately).
+    Sync,
+}
+
+fn text(k: &str, v: &str) -> (Value, Value) {
+    (Value::Text(k.into()), Value::Text(v.into()))
+}
+
+fn encode(entries: Vec<(Value, Value)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing CBOR into a Vec cannot fail.
+    let _ = ciborium::into_writer(&Value::Map(entries), &mut out);
+    out
+}
+
+/// Encodes a [`Hello`] frame.
+pub fn encode_hello(hello: &Hello) -> Vec<u8> {
+    encode(vec![
+        text("type", HELLO),
+        (
+            Value::Text("version".into()),
+            Value::Integer(LINK_VERSION.into()),
+        ),
+        text("token", &hello.token),
+        text("peerId", &hello.peer_id),
+    ])
+}
+
+/// Encodes a refusal with the sentence the other side should show.
+pub fn encode_refused(reason: &str) -> Vec<u8> {
+    encode(vec![text("type", REFUSED), text("reason", reason)])
+}
+
+/// Reads a peer-link frame: a hello, a refusal, or (any other type) a sync frame.
+pub fn parse_link(bytes: &[u8]) -> Result<LinkFrame, FrameError> {
+    let value: Value = ciborium::from_reader(bytes).map_err(|_| FrameError::NotAMessage)?;
+    let Value::Map(entries) = value else {
+        return Err(FrameError::NotAMessage);
+    };
+    let field = |name: &str| {
+        entries.iter().find_map(|(k, v)| match (k, v) {
+            (Value::Text(k), Value::Text(v)) if k == name => Some(v.clone()),
+            _ => None,
+        })
+    };
+    match field("type").as_deref() {
+        Some(HELLO) => Ok(LinkFrame::Hello(Hello {
+            token: field("token").ok_or(FrameError::NotAMessage)?,
+            peer_id: field("peerId").ok_or(FrameError::NotAMessage)?,
+        })),
+        Some(REFUSED) => Ok(LinkFrame::Refused(field("reason").unwrap_or_default())),
+        Some(_) => Ok(LinkFrame::Sync),
+        None => Err(FrameError::NotAMessage),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +197,7 @@ mod tests {
 
     #[test]
     fn frames_parse_or_fail_clearly() {
-        let doc = samod::DocumentId::try_from(vec![7u8; 16]).unwrap();
+        let doc = samod_core::DocumentId::try_from(vec![7u8; 16]).unwrap();
         let ok = encode(&Value::Map(vec![
             (Value::Text("type".into()), Value::Text("sync".into())),
             (
@@ -167,5 +247,26 @@ mod tests {
         assert!(m.changes.is_empty());
         assert_eq!(m.heads, doc.get_heads());
         assert_eq!(stripped.kind, "sync");
+    }
+
+    #[test]
+    fn link_frames_round_trip() {
+        let hello = Hello {
+            token: "v4.public.abc".into(),
+            peer_id: "m:phone-1".into(),
+        };
+        assert_eq!(
+            parse_link(&encode_hello(&hello)),
+            Ok(LinkFrame::Hello(hello))
+        );
+        assert_eq!(
+            parse_link(&encode_refused("No.")),
+            Ok(LinkFrame::Refused("No.".into()))
+        );
+        let sync = super::encode(vec![text("type", "sync")]);
+        assert_eq!(parse_link(&sync), Ok(LinkFrame::Sync));
+        assert_eq!(parse_link(b"garbage"), Err(FrameError::NotAMessage));
+        let no_token = super::encode(vec![text("type", HELLO)]);
+        assert_eq!(parse_link(&no_token), Err(FrameError::NotAMessage));
     }
 }

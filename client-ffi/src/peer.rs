@@ -1,0 +1,556 @@
+//! Phone-to-phone sync without a server: a peer link over any byte transport
+//! the app has (Bluetooth, local Wi-Fi, a cable), with the same checks the
+//! server makes.
+//!
+//! A link carries whole frames, in order, both ways. It opens with a
+//! handshake of Klad's own: each side sends a `klad-hello` frame with its
+//! member token and the peer id it will use. Each side verifies the other's
+//! token with the server's public key (cached when this phone connected to the
+//! server), checks that it names the same process and a member this phone
+//! knows, and then runs the automerge-repo protocol (samod) over the link, its
+//! peer id bound to the verified member. Every frame the other phone sends is
+//! checked with klad-sync's [`check_inbound`], on this phone's own copy of the
+//! process document: changes to a document that member may not write are
+//! removed before samod sees them, counted, and reported in the link's status.
+//! A phone never accepts from a peer what the server would refuse.
+//!
+//! The side whose peer id sorts first dials, the other accepts, so the app
+//! does not need to decide who starts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::channel::mpsc;
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt, stream};
+use klad_core::{MemberId, ProcessInfo};
+use klad_sync::access::{self, Access, Inbound, SERVER_PEER_ID, check_inbound};
+use klad_sync::token::{PublicKey, TokenError};
+use klad_sync::wire::{self, Hello, LinkFrame};
+use samod::{
+    AcceptorHandle, BackoffConfig, DialError, Dialer, DialerHandle, DocumentId, PeerId,
+    ShareConfig, Transport,
+};
+use tokio::sync::watch;
+
+use crate::client::lock;
+use crate::error::{KladError, Result};
+use crate::process::ProcessInner;
+use crate::types::{Member, PeerLinkState, PeerLinkStatus};
+
+/// Carries a peer link's frames to the other phone; implemented by the app.
+/// Called from a background thread of the link, one call at a time, in order.
+#[uniffi::export(with_foreign)]
+pub trait PeerTransport: Send + Sync {
+    /// Delivers one frame to the other phone, whole and in order (the other
+    /// phone hands it to its link's `receive`).
+    fn send(&self, frame: Vec<u8>);
+    /// The link has ended, with a sentence saying why (refused, closed by the
+    /// other phone, or closed here). No frame is sent after this.
+    fn closed(&self, reason: String);
+}
+
+/// What this phone decides about every peer of one process's repo: the
+/// server gets read-write (it enforces the rules itself), a phone on a
+/// verified link gets what its member may do, anybody else nothing.
+pub(crate) struct PeerGate {
+    info: RwLock<Option<ProcessInfo>>,
+    peers: Mutex<HashMap<String, MemberId>>,
+    generation: watch::Sender<u64>,
+}
+
+impl PeerGate {
+    pub fn new(info: Option<ProcessInfo>) -> Arc<Self> {
+        Arc::new(PeerGate {
+            info: RwLock::new(info),
+            peers: Mutex::new(HashMap::new()),
+            generation: watch::Sender::new(0),
+        })
+    }
+
+    /// Records the process document as it is now (members, phase).
+    pub fn set_info(&self, info: ProcessInfo) {
+        *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn info(&self) -> Option<ProcessInfo> {
+        self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_peer(&self, peer: &str, member: Option<MemberId>) {
+        {
+            let mut peers = lock(&self.peers);
+            match member {
+                Some(m) => peers.insert(peer.to_owned(), m),
+                None => peers.remove(peer),
+            };
+        }
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// What `peer` may do with `doc` right now.
+    pub fn access(&self, doc: &str, peer: &str) -> Access {
+        if peer == SERVER_PEER_ID {
+            return Access::ReadWrite;
+        }
+        let Some(member) = lock(&self.peers).get(peer).cloned() else {
+            return Access::None;
+        };
+        match self.info.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(info) => access::access(info, doc, &member),
+            None => Access::None,
+        }
+    }
+
+    fn decision(&self, doc: &str, peer: &str) -> ShareConfig {
+        // Phones announce what a peer may read, so both sides start syncing.
+        self.access(doc, peer).share_config(true)
+    }
+}
+
+/// samod's share policy over the [`PeerGate`]: the current decision at once,
+/// a new one whenever the process document or the set of links changes.
+#[derive(Clone)]
+pub(crate) struct GatePolicy(pub Arc<PeerGate>);
+
+impl samod::SharePolicy for GatePolicy {
+    fn share(
+        &self,
+        doc_id: DocumentId,
+        peer_id: PeerId,
+    ) -> impl Stream<Item = ShareConfig> + Send + 'static {
+        let gate = self.0.clone();
+        let (doc, peer) = (doc_id.to_string(), peer_id.to_string());
+        let first = gate.decision(&doc, &peer);
+        let rx = gate.generation.subscribe();
+        stream::once(async move { first }).chain(stream::unfold(
+            (rx, gate, doc, peer),
+            |(mut rx, gate, doc, peer)| async move {
+                rx.changed().await.ok()?;
+                let c = gate.decision(&doc, &peer);
+                Some((c, (rx, gate, doc, peer)))
+            },
+        ))
+    }
+}
+
+/// What a link reports, besides its frames.
+enum Out {
+    Frame(Vec<u8>),
+    Closed(String),
+}
+
+struct LinkState {
+    state: PeerLinkState,
+    peer: Option<Member>,
+    refused_changes: u32,
+    last_refusal: Option<String>,
+    closed_reason: Option<String>,
+}
+
+/// A sync link with another phone, over the app's own transport. Safe to use
+/// from any thread. Hand every frame the other phone sends to [`Self::receive`].
+#[derive(uniffi::Object)]
+pub struct KladPeerLink {
+    inner: Arc<LinkInner>,
+}
+
+struct LinkInner {
+    id: u64,
+    inbound: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    out: Mutex<Option<std::sync::mpsc::Sender<Out>>>,
+    state: Mutex<LinkState>,
+}
+
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+
+impl LinkInner {
+    fn send(&self, frame: Vec<u8>) {
+        if let Some(out) = lock(&self.out).as_ref() {
+            let _ = out.send(Out::Frame(frame));
+        }
+    }
+
+    /// Ends the link (once): tells the app why and stops taking frames.
+    fn finish(&self, reason: String) {
+        {
+            let mut st = lock(&self.state);
+            if st.state == PeerLinkState::Closed {
+                return;
+            }
+            st.state = PeerLinkState::Closed;
+            st.closed_reason = Some(reason.clone());
+        }
+        lock(&self.inbound).take();
+        if let Some(out) = lock(&self.out).take() {
+            let _ = out.send(Out::Closed(reason));
+        }
+    }
+
+    /// Refuses the link: tells the other phone why, then ends it here.
+    fn refuse(&self, here: String, there: &str) {
+        self.send(wire::encode_refused(there));
+        self.finish(here);
+    }
+}
+
+/// The other phone, as its verified hello says.
+struct VerifiedPeer {
+    peer_id: String,
+    member: Member,
+    member_id: MemberId,
+}
+
+/// A refusal: the sentence for this phone and the one sent to the other phone.
+struct Refusal {
+    here: String,
+    there: String,
+}
+
+fn refusal(here: impl Into<String>, there: impl Into<String>) -> Refusal {
+    Refusal {
+        here: here.into(),
+        there: there.into(),
+    }
+}
+
+/// Checks the other phone's hello against this phone's process.
+fn verify_hello(
+    frame: &[u8],
+    key: Option<&PublicKey>,
+    info: Option<&ProcessInfo>,
+    own_peer_id: &str,
+) -> std::result::Result<VerifiedPeer, Refusal> {
+    let hello: Hello = match wire::parse_link(frame) {
+        Ok(LinkFrame::Hello(h)) => h,
+        Ok(LinkFrame::Refused(reason)) => return Err(refusal(reason, "")),
+        _ => {
+            return Err(refusal(
+                "The other side did not open the link with a Klad handshake; it is not a Klad phone, or runs an incompatible version.",
+                "The other phone refused the link: it expected a Klad handshake first. Update the app and try again.",
+            ));
+        }
+    };
+    let (Some(key), Some(info)) = (key, info) else {
+        return Err(refusal(
+            "This phone cannot check the other phone's invitation yet: it needs the server's key and the member list, which it gets by connecting to the server once. Connect, then try the link again.",
+            "The other phone refused the link: it cannot check invitations until it has connected to the server once. Connect it, then try again.",
+        ));
+    };
+    let claims = key.verify(&hello.token).map_err(|e| match e {
+        TokenError::BadSignature => refusal(
+            "The other phone's invitation was not signed by this process's server (it is forged or altered), so the link was refused.",
+            "The other phone refused the link: your invitation was not signed by this process's server.",
+        ),
+        TokenError::Expired => refusal(
+            "The other phone's invitation has expired, so the link was refused; its owner needs a new invitation from a facilitator.",
+            "The other phone refused the link: your invitation has expired. Ask a facilitator for a new one.",
+        ),
+        _ => refusal(
+            "The other phone did not present a valid Klad invitation, so the link was refused.",
+            "The other phone refused the link: your invitation is not a valid Klad token.",
+        ),
+    })?;
+    if claims.process != info.id {
+        return Err(refusal(
+            "The other phone has joined a different process; a link only syncs phones of the same process.",
+            "The other phone refused the link: it has joined a different process.",
+        ));
+    }
+    if access::member_of_peer(&hello.peer_id) != claims.member {
+        return Err(refusal(
+            "The other phone's peer id does not belong to the member its invitation names, so the link was refused.",
+            "The other phone refused the link: the peer id does not match your invitation.",
+        ));
+    }
+    if hello.peer_id == own_peer_id {
+        return Err(refusal(
+            "The other end of the link is this phone itself.",
+            "The other end of the link is this phone itself.",
+        ));
+    }
+    let Some(m) = info.members.get(&claims.member) else {
+        return Err(refusal(
+            "This phone does not know the member the other phone's invitation names; connect to the server once to update the member list, then try again.",
+            "The other phone refused the link: it does not know you as a member yet. It must connect to the server once before it can link with you.",
+        ));
+    };
+    Ok(VerifiedPeer {
+        peer_id: hello.peer_id,
+        member: Member {
+            id: m.id.to_string(),
+            name: m.name.clone(),
+            role: m.role.into(),
+        },
+        member_id: claims.member,
+    })
+}
+
+/// The sentence for changes a peer may not write.
+fn refused_sentence(peer: &Member, reason: Access) -> String {
+    let why = match reason {
+        Access::ReadOnly(r) => r.explanation(),
+        _ => "that document is not part of this process",
+    };
+    format!("Changes from {}'s phone were refused: {why}.", peer.name)
+}
+
+/// Hands samod the one transport a link has; a reconnect is impossible (the
+/// app opens a new link instead).
+struct LinkDialer {
+    url: url::Url,
+    transport: Mutex<Option<Transport>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the peer link has closed; open a new one")]
+struct LinkClosed;
+
+impl Dialer for LinkDialer {
+    type Error = LinkClosed;
+
+    fn url(&self) -> url::Url {
+        self.url.clone()
+    }
+
+    fn connect(&self) -> BoxFuture<'static, std::result::Result<Transport, DialError<LinkClosed>>> {
+        let t = lock(&self.transport).take();
+        Box::pin(async move { t.ok_or(DialError::PermanentFailure(LinkClosed)) })
+    }
+}
+
+/// The samod side of a verified link: dialed or accepted.
+enum Connection {
+    Dialed(DialerHandle<LinkClosed>),
+    Accepted(AcceptorHandle),
+}
+
+impl Connection {
+    fn close(&self) {
+        match self {
+            Connection::Dialed(d) => d.close(),
+            Connection::Accepted(a) => a.close(),
+        }
+    }
+}
+
+impl ProcessInner {
+    /// Opens a peer link over `transport`: sends this phone's hello and
+    /// starts waiting for the other phone's.
+    pub(crate) fn open_peer_link(
+        self: &Arc<Self>,
+        transport: Arc<dyn PeerTransport>,
+    ) -> Result<Arc<KladPeerLink>> {
+        if self.is_stopped() {
+            return Err(KladError::network(
+                "This process has been closed on this phone; open the client again to link.",
+            ));
+        }
+        let (out_tx, out_rx) = std::sync::mpsc::channel::<Out>();
+        let (in_tx, in_rx) = mpsc::unbounded::<Vec<u8>>();
+        let inner = Arc::new(LinkInner {
+            id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
+            inbound: Mutex::new(Some(in_tx)),
+            out: Mutex::new(Some(out_tx)),
+            state: Mutex::new(LinkState {
+                state: PeerLinkState::Handshaking,
+                peer: None,
+                refused_changes: 0,
+                last_refusal: None,
+                closed_reason: None,
+            }),
+        });
+        // The app's transport is called from one thread, in order, so a slow
+        // radio never blocks sync and frames never overtake each other.
+        std::thread::Builder::new()
+            .name(format!("klad-link-{}", inner.id))
+            .spawn(move || {
+                for out in out_rx {
+                    match out {
+                        Out::Frame(f) => transport.send(f),
+                        Out::Closed(reason) => {
+                            transport.closed(reason);
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| {
+                KladError::storage(format!(
+                    "The peer link could not be started ({e}). Close other links or restart the app."
+                ))
+            })?;
+        inner.send(wire::encode_hello(&Hello {
+            token: self.token.clone(),
+            peer_id: self.peer_id(),
+        }));
+        let me = self.clone();
+        let link = inner.clone();
+        self.shared
+            .runtime
+            .spawn(async move { me.run_link(link, in_rx).await });
+        Ok(Arc::new(KladPeerLink { inner }))
+    }
+
+    async fn run_link(
+        self: Arc<Self>,
+        link: Arc<LinkInner>,
+        mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+    ) {
+        let Some(first) = frames.next().await else {
+            link.finish("The link was closed before the other phone introduced itself.".into());
+            return;
+        };
+        let own_peer_id = self.peer_id();
+        let key = self.server_key();
+        let info = self.gate.info();
+        let peer = match verify_hello(&first, key.as_ref(), info.as_ref(), &own_peer_id) {
+            Ok(p) => p,
+            Err(r) if r.there.is_empty() => return link.finish(r.here),
+            Err(r) => return link.refuse(r.here, &r.there),
+        };
+        {
+            let mut st = lock(&link.state);
+            st.state = PeerLinkState::Connected;
+            st.peer = Some(peer.member.clone());
+        }
+        self.gate
+            .set_peer(&peer.peer_id, Some(peer.member_id.clone()));
+
+        // samod's transport: checked frames in, its frames out to the app.
+        let (to_samod, samod_in) = mpsc::unbounded::<std::result::Result<Vec<u8>, LinkClosed>>();
+        let (samod_out, mut from_samod) = mpsc::unbounded::<Vec<u8>>();
+        let transport = Transport::new(samod_in, samod_out)
+            .with_expected_peer_id(PeerId::from(peer.peer_id.as_str()));
+        let Ok(url) = url::Url::parse(&format!("klad-peer://link-{}", link.id)) else {
+            return link.finish("The peer link could not be started.".into());
+        };
+        let connection = {
+            let _guard = self.shared.runtime.enter();
+            if own_peer_id < peer.peer_id {
+                let dialer = Arc::new(LinkDialer {
+                    url,
+                    transport: Mutex::new(Some(transport)),
+                });
+                let backoff = BackoffConfig {
+                    // samod's first attempt can fail before the dialer is registered
+                    // (without taking the transport): allow a few quick retries.
+                    initial_delay: std::time::Duration::from_millis(10),
+                    max_delay: std::time::Duration::from_millis(200),
+                    max_retries: Some(8),
+                };
+                self.repo.dial(backoff, dialer).map(Connection::Dialed)
+            } else {
+                self.repo.make_acceptor(url).and_then(|a| {
+                    a.accept(transport)?;
+                    Ok(Connection::Accepted(a))
+                })
+            }
+        };
+        let Ok(connection) = connection else {
+            self.gate.set_peer(&peer.peer_id, None);
+            return link.finish("This process has been closed on this phone.".into());
+        };
+        {
+            let link = link.clone();
+            self.shared.runtime.spawn(async move {
+                while let Some(f) = from_samod.next().await {
+                    link.send(f);
+                }
+                link.finish("The link's sync connection ended.".into());
+            });
+        }
+
+        while let Some(frame) = frames.next().await {
+            match wire::parse_link(&frame) {
+                Ok(LinkFrame::Sync) => {}
+                Ok(LinkFrame::Refused(reason)) => {
+                    link.finish(reason);
+                    break;
+                }
+                Ok(LinkFrame::Hello(_)) => {
+                    link.refuse(
+                        "The other phone sent a second handshake; the link was closed.".into(),
+                        "The other phone closed the link: a second handshake is not allowed.",
+                    );
+                    break;
+                }
+                Err(e) => {
+                    link.refuse(
+                        format!("The other phone sent a frame that is not Klad sync data ({e}); the link was closed."),
+                        "The other phone closed the link: it received a frame that is not Klad sync data.",
+                    );
+                    break;
+                }
+            }
+            let mut refused = None;
+            let checked = check_inbound(&frame, |doc| {
+                let a = self.gate.access(doc, &peer.peer_id);
+                refused = Some(a);
+                a
+            });
+            let forward = match checked {
+                Ok(Inbound::Pass) => frame,
+                Ok(Inbound::Stripped { changes, frame, .. }) => {
+                    let sentence = refused_sentence(&peer.member, refused.unwrap_or(Access::None));
+                    let mut st = lock(&link.state);
+                    st.refused_changes = st.refused_changes.saturating_add(changes as u32);
+                    st.last_refusal = Some(sentence);
+                    frame
+                }
+                Err(e) => {
+                    link.refuse(
+                        format!("The other phone sent sync data this phone cannot read ({e}); the link was closed."),
+                        "The other phone closed the link: it received sync data it cannot read.",
+                    );
+                    break;
+                }
+            };
+            if to_samod.unbounded_send(Ok(forward)).is_err() {
+                break;
+            }
+        }
+        link.finish("The link was closed.".into());
+        drop(to_samod);
+        connection.close();
+        self.gate.set_peer(&peer.peer_id, None);
+    }
+}
+
+#[uniffi::export]
+impl KladPeerLink {
+    /// Hands the link one frame the other phone sent (in order, whole).
+    /// Returns at once; the frame is checked and applied in the background.
+    pub fn receive(&self, frame: Vec<u8>) -> Result<()> {
+        match lock(&self.inner.inbound).as_ref() {
+            Some(tx) if tx.unbounded_send(frame).is_ok() => Ok(()),
+            _ => Err(KladError::network(
+                "This peer link has closed; open a new link to sync with the other phone.",
+            )),
+        }
+    }
+
+    /// Where the link stands: handshaking, connected (with whom), or closed
+    /// (why), and how many changes from the other phone were refused.
+    pub fn status(&self) -> PeerLinkStatus {
+        let st = lock(&self.inner.state);
+        PeerLinkStatus {
+            state: st.state,
+            peer: st.peer.clone(),
+            refused_changes: st.refused_changes,
+            last_refusal: st.last_refusal.clone(),
+            closed_reason: st.closed_reason.clone(),
+        }
+    }
+
+    /// Ends the link: the other phone is told, and the transport's `closed`
+    /// is called. What was synced stays.
+    pub fn close(&self) {
+        self.inner
+            .send(wire::encode_refused("The other phone closed the link."));
+        self.inner
+            .finish("The link was closed on this phone.".into());
+    }
+}

@@ -1,0 +1,19 @@
+//! # klad-sync
+//!
+//! What Klad's sync server and its phones share at a connection, whichever
+//! end they are on: the few fields of automerge-repo frames they inspect,
+//! member tokens and their verification, and the access a connected peer gets
+//! to each document of a process.
+//!
+//! Like klad-core it does no IO and runs no runtime: the server (over a
+//! websocket) and a phone (over a peer link to another phone) call the same
+//! functions on the bytes they carry, so a phone refuses from a peer exactly
+//! what the server would refuse.
+//!
+//! - [`wire`]: automerge-repo frames (parse, strip changes) and the peer-link handshake frames.
+//! - [`token`]: what a member token says, verified with the server's public key.
+//! - [`access`]: peer ids, the per-document decision ([`access::decide`]) and the inbound filter.
+
+pub mod access;
+pub mod token;
+pub mod wire;

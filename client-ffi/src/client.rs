@@ -24,6 +24,11 @@ pub trait KladListener: Send + Sync {
     fn sync_status_changed(&self, process_id: String, status: SyncStatus);
 }
 
+/// How long typing is collected before it becomes one change, unless the app
+/// sets another window: short enough to feel live, long enough that samod never
+/// sends one message per keystroke.
+pub(crate) const DEFAULT_TYPING_WINDOW_MS: u64 = 75;
+
 /// This device: its name in peer ids and its Automerge actor.
 #[derive(Serialize, Deserialize)]
 struct DeviceRecord {
@@ -49,6 +54,8 @@ pub(crate) struct Shared {
     pub actor: ActorId,
     pub listener: Mutex<Option<Arc<dyn KladListener>>>,
     pub online_wanted: std::sync::atomic::AtomicBool,
+    /// How long typing is collected before it becomes one change, in ms.
+    pub typing_window_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -140,6 +147,7 @@ impl KladClient {
             actor,
             listener: Mutex::new(None),
             online_wanted: std::sync::atomic::AtomicBool::new(true),
+            typing_window_ms: std::sync::atomic::AtomicU64::new(DEFAULT_TYPING_WINDOW_MS),
         });
         let client = Arc::new(KladClient {
             shared,
@@ -232,6 +240,16 @@ impl KladClient {
         for p in lock(&self.processes).values() {
             p.inner.set_online(online);
         }
+    }
+
+    /// Sets how long keystrokes (`edit_body`, `edit_heading`) are collected
+    /// before they become one change and are synced: 75 ms unless set. Longer
+    /// windows mean fewer, larger sync messages; keystrokes are on disk at
+    /// once either way, and `commit()` ends a window early.
+    pub fn set_typing_window(&self, millis: u64) {
+        self.shared
+            .typing_window_ms
+            .store(millis, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Commits pending typing, stops syncing and releases the data directory

@@ -32,9 +32,6 @@ use crate::peer::{GatePolicy, KladPeerLink, PeerGate, PeerTransport};
 use crate::storage::{PREFIX, PhoneStorage};
 use crate::types::*;
 
-/// How long typing is collected before it becomes one change.
-const TYPING_WINDOW: Duration = Duration::from_millis(75);
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -46,6 +43,9 @@ fn now_ms() -> i64 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct PendingSplice {
     article: String,
+    /// Typed into the heading (otherwise the body).
+    #[serde(default)]
+    heading: bool,
     pos: usize,
     delete: usize,
     insert: String,
@@ -432,14 +432,25 @@ impl ProcessInner {
         let mut membership_changed = false;
         {
             let mut st = lock(&self.state);
-            // Typing is positioned on the text as it is now: commit it before
-            // anything from elsewhere moves the text.
-            let _ = self.flush_pending(&mut st);
             let which = Self::doc_ids(&st, &self.process_id)
                 .into_iter()
                 .find(|(id, _)| id == doc_id)
                 .map(|(_, w)| w);
             let Some(which) = which else { return };
+            // Typing is positioned on the text as it is now: commit it before
+            // changes from elsewhere move the text (and only then, so that sync
+            // traffic such as acknowledgements never cuts a typing window short).
+            if which == Which::Text && !st.pending.is_empty() {
+                let text = st.session.docs().text.automerge();
+                let incoming = handle.with_document(|d| {
+                    d.get_heads()
+                        .iter()
+                        .any(|h| text.get_change_by_hash(h).is_none())
+                });
+                if incoming {
+                    let _ = self.flush_pending(&mut st);
+                }
+            }
             let mine = self.doc_mut(&mut st, &which);
             let Some(mine) = mine else { return };
             let incoming = handle.with_document(|d| {
@@ -675,25 +686,29 @@ impl ProcessInner {
         let text_doc = st.session.docs().process.info()?.text_doc;
         let before = st.session.docs().text.heads();
         let now = now_ms();
-        // Consecutive keystrokes in one article become one change.
-        let mut groups: Vec<(String, Vec<Splice>)> = Vec::new();
+        // Consecutive keystrokes in one field of one article become one change.
+        let mut groups: Vec<((String, bool), Vec<Splice>)> = Vec::new();
         for (_, p) in &pending {
             let s = Splice {
                 pos: p.pos,
                 delete: p.delete,
                 insert: p.insert.clone(),
             };
+            let field = (p.article.clone(), p.heading);
             match groups.last_mut() {
-                Some((a, v)) if *a == p.article => v.push(s),
-                _ => groups.push((p.article.clone(), vec![s])),
+                Some((f, v)) if *f == field => v.push(s),
+                _ => groups.push((field, vec![s])),
             }
         }
-        for (article, splices) in groups {
+        for ((article, heading), splices) in groups {
             // Each keystroke was checked when it was typed; nothing from
             // elsewhere was merged since, so this cannot fail but for a bug.
-            let _ = st
-                .session
-                .edit_body(now, &ArticleId::from(article), &splices);
+            let article = ArticleId::from(article);
+            let _ = if heading {
+                st.session.edit_heading(now, &article, &splices)
+            } else {
+                st.session.edit_body(now, &article, &splices)
+            };
         }
         let text = st.session.docs().text.automerge();
         let changes = text.get_changes(&before);
@@ -726,7 +741,8 @@ impl ProcessInner {
         }
         let me = self.clone();
         self.shared.runtime.spawn(async move {
-            tokio::time::sleep(TYPING_WINDOW).await;
+            let window = me.shared.typing_window_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(window)).await;
             let _ = tokio::task::spawn_blocking(move || {
                 me.flush_scheduled.store(false, Ordering::SeqCst);
                 let _ = me.commit();
@@ -736,13 +752,72 @@ impl ProcessInner {
         });
     }
 
-    /// The body of an article with the pending typing applied.
-    fn body_with_pending(st: &State, article: &ArticleId) -> Result<String> {
-        let mut body = st.session.docs().text.body(article)?;
-        for (_, p) in st.pending.iter().filter(|(_, p)| p.article == article.0) {
-            body = apply_splice(&body, p.pos, p.delete, &p.insert);
+    /// The heading or body of an article with the pending typing applied.
+    fn with_pending(st: &State, article: &ArticleId, heading: bool) -> Result<String> {
+        let text = &st.session.docs().text;
+        let mut out = if heading {
+            text.heading(article)?
+        } else {
+            text.body(article)?
+        };
+        for (_, p) in st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.article == article.0 && p.heading == heading)
+        {
+            out = apply_splice(&out, p.pos, p.delete, &p.insert);
         }
-        Ok(body)
+        Ok(out)
+    }
+
+    /// One keystroke (or paste) into an article's heading or body: checked
+    /// like the session would, then written to the write-ahead record.
+    fn type_keystroke(
+        self: &Arc<Self>,
+        id: String,
+        heading: bool,
+        pos: u32,
+        delete: u32,
+        insert: String,
+    ) -> Result<()> {
+        {
+            let mut st = lock(&self.state);
+            let (role, phase) = st.session.docs().process.role_and_phase(&self.member)?;
+            may(role, phase, Action::EditText).map_err(klad_core::Error::from)?;
+            let a = article(&id);
+            if !st.session.docs().text.article_ids().contains(&a) {
+                // The text's own sentence (missing or removed article).
+                st.session.docs().text.body(&a)?;
+                return Err(KladError::not_found(format!(
+                    "The article {id} has been removed from the text; it can no longer be changed or commented on."
+                )));
+            }
+            let len = Self::with_pending(&st, &a, heading)?.chars().count();
+            let (pos, delete) = (pos as usize, delete as usize);
+            if pos > len || delete > len - pos {
+                let what = if heading { "heading" } else { "text" };
+                return Err(KladError::invalid(format!(
+                    "The edit at character {pos} deleting {delete} characters falls outside the {what}, which is {len} characters long; refresh and try again."
+                )));
+            }
+            let seq = st.next_seq;
+            let k = key(&[PREFIX, "pending", &self.process_id, &format!("{seq:020}")])?;
+            let p = PendingSplice {
+                article: id,
+                heading,
+                pos,
+                delete,
+                insert,
+            };
+            self.shared
+                .kv
+                .put(&k, &serde_json::to_vec(&p).unwrap_or_default())?;
+            st.next_seq += 1;
+            st.pending.push((k, p));
+        }
+        self.schedule_flush();
+        self.after_local_change();
+        Ok(())
     }
 }
 
@@ -823,7 +898,8 @@ impl KladProcess {
             .collect();
         if !st.pending.is_empty() {
             for a in &mut out {
-                a.body = ProcessInner::body_with_pending(&st, &article(&a.id))?;
+                a.heading = ProcessInner::with_pending(&st, &article(&a.id), true)?;
+                a.body = ProcessInner::with_pending(&st, &article(&a.id), false)?;
             }
         }
         Ok(out)
@@ -855,63 +931,17 @@ impl KladProcess {
             .write(|s, now| s.remove_article(now, &article(&id)))
     }
 
-    /// Replaces characters `pos..pos+delete` of an article heading with `insert` (one change).
+    /// One keystroke (or paste) in an article heading: at character `pos`,
+    /// delete `delete` characters and insert `insert`. Coalesced like `edit_body`.
     pub fn edit_heading(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
-        self.inner.write(|s, now| {
-            s.edit_heading(
-                now,
-                &article(&id),
-                &[Splice {
-                    pos: pos as usize,
-                    delete: delete as usize,
-                    insert,
-                }],
-            )
-        })
+        self.inner.type_keystroke(id, true, pos, delete, insert)
     }
 
     /// One keystroke (or paste) in an article body: at character `pos`,
     /// delete `delete` characters and insert `insert`. On disk when it
     /// returns; becomes part of one change per typing window (or at `commit`).
     pub fn edit_body(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
-        let inner = &self.inner;
-        {
-            let mut st = lock(&inner.state);
-            let (role, phase) = st.session.docs().process.role_and_phase(&inner.member)?;
-            may(role, phase, Action::EditText).map_err(klad_core::Error::from)?;
-            let a = article(&id);
-            if !st.session.docs().text.article_ids().contains(&a) {
-                // The text's own sentence (missing or removed article).
-                st.session.docs().text.body(&a)?;
-                return Err(KladError::not_found(format!(
-                    "The article {id} has been removed from the text; it can no longer be changed or commented on."
-                )));
-            }
-            let len = ProcessInner::body_with_pending(&st, &a)?.chars().count();
-            let (pos, delete) = (pos as usize, delete as usize);
-            if pos > len || delete > len - pos {
-                return Err(KladError::invalid(format!(
-                    "The edit at character {pos} deleting {delete} characters falls outside the text, which is {len} characters long; refresh and try again."
-                )));
-            }
-            let seq = st.next_seq;
-            let k = key(&[PREFIX, "pending", &inner.process_id, &format!("{seq:020}")])?;
-            let p = PendingSplice {
-                article: id,
-                pos,
-                delete,
-                insert,
-            };
-            inner
-                .shared
-                .kv
-                .put(&k, &serde_json::to_vec(&p).unwrap_or_default())?;
-            st.next_seq += 1;
-            st.pending.push((k, p));
-        }
-        inner.schedule_flush();
-        inner.after_local_change();
-        Ok(())
+        self.inner.type_keystroke(id, false, pos, delete, insert)
     }
 
     // ---- contributions ----

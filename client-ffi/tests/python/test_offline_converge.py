@@ -106,3 +106,29 @@ def test_all_on_server_is_honest_across_a_server_sigkill(server, phones, tmp_pat
     fresh_c, fresh = phones.join("fresh", server, server.invite(pid, "Fenna", "official"))
     eventually("the fresh phone to receive every change", lambda: body_of(fresh) == expected)
     assert body_of(anna) == expected
+
+
+def test_typing_in_heading_and_body_becomes_one_change_each(server, phones):
+    pid = server.create_process("Typen")
+    c, anna = phones.join("anna", server, server.invite(pid, "Anna", "drafter"))
+    art = anna.create_article(None, "Kop", "Tekst")
+    # A window longer than the test, so only commit() ends it.
+    c.set_typing_window(600_000)
+
+    def text_changes():
+        return [h for h in anna.history() if h.doc == klad_ffi.DocKind.TEXT]
+
+    before = len(text_changes())
+    for i, ch in enumerate(" een"):
+        anna.edit_heading(art, len("Kop") + i, 0, ch)
+    for i, ch in enumerate(" twee"):
+        anna.edit_body(art, len("Tekst") + i, 0, ch)
+    a = anna.articles()[0]
+    assert (a.heading, a.body) == ("Kop een", "Tekst twee"), "typing shows before it is committed"
+    with pytest.raises(klad_ffi.KladError.InvalidInput) as e:
+        anna.edit_heading(art, 99, 0, "x")
+    assert "outside the heading" in str(e.value)
+    anna.commit()
+    after = text_changes()
+    assert len(after) == before + 2, "nine keystrokes, two changes: the heading's and the body's"
+    assert (anna.articles()[0].heading, anna.articles()[0].body) == ("Kop een", "Tekst twee")

@@ -2,6 +2,7 @@
 //! process, invite members, move the phase on, read a summary. The process
 //! document is only ever written here, through klad-core's `ProcessDoc`.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -114,6 +115,9 @@ pub struct Facilitation<S: KvStore> {
     keys: Arc<Keys>,
     /// Serialises writes to process documents.
     serial: tokio::sync::Mutex<()>,
+    /// Processes whose directory entry has been checked against their
+    /// document since the server started (see [`Facilitation::verify`]).
+    verified: std::sync::Mutex<HashSet<ProcessId>>,
 }
 
 impl<S: KvStore> Facilitation<S> {
@@ -125,6 +129,7 @@ impl<S: KvStore> Facilitation<S> {
             directory,
             keys,
             serial: tokio::sync::Mutex::new(()),
+            verified: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -143,25 +148,38 @@ impl<S: KvStore> Facilitation<S> {
         &self.directory
     }
 
-    /// Loads every known process into the directory (at start).
+    /// Fills the directory from the process records in the store, at start.
+    /// No process is loaded: each record holds what its process document
+    /// said when the server last wrote it, and a process's repo starts when
+    /// it is first used. (A record of the first format, holding only the
+    /// title, is replaced by loading its process once.)
     pub async fn load_all(&self) -> anyhow::Result<usize> {
         let kv = self.kv.clone();
         let prefix = Key::new([SERVER_PREFIX, "process"])?;
-        let keys = tokio::task::spawn_blocking(move || kv.scan_keys(Some(&prefix))).await??;
+        let records = tokio::task::spawn_blocking(move || kv.scan_prefix(&prefix)).await??;
         let _serialised = self.serial.lock().await;
         let mut n = 0;
-        for key in keys {
+        for (key, value) in records {
             let Some(pid) = key.components().get(2).cloned() else {
                 continue;
             };
             let pid = ProcessId(pid);
+            match serde_json::from_slice::<ProcessInfo>(&value) {
+                Ok(info) if info.id == pid => {
+                    self.directory.upsert(info);
+                    n += 1;
+                    continue;
+                }
+                _ => {}
+            }
             // The lease ends with this iteration: the process stays loaded
             // until it has been idle for the idle period.
             let lease = self.repos.lease(&pid).await.map_err(|_| stopped())?;
             match find(lease.repo(), &pid).await {
                 Ok(handle) => {
                     let info = handle.with_document(|d| read_info(d))?;
-                    self.directory.upsert(info);
+                    self.publish(info).await?;
+                    self.verified_now(&pid);
                     n += 1;
                 }
                 Err(e) => {
@@ -172,6 +190,69 @@ impl<S: KvStore> Facilitation<S> {
         Ok(n)
     }
 
+    /// Records what a process document says: in the store first (so that the
+    /// next start knows it without loading the process), then in the directory.
+    async fn publish(&self, info: ProcessInfo) -> Result<(), FacilitationError> {
+        let kv = self.kv.clone();
+        let key = process_list_key(&info.id)?;
+        let bytes = serde_json::to_vec(&info).map_err(internal)?;
+        tokio::task::spawn_blocking(move || kv.put(&key, &bytes))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        self.directory.upsert(info);
+        Ok(())
+    }
+
+    fn verified_now(&self, pid: &ProcessId) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid.clone());
+    }
+
+    /// Makes sure the directory agrees with the process document, once per
+    /// process after a start. A record is written right after its document
+    /// changes; a server killed in between starts with a record one change
+    /// behind, and the document (what every member syncs) wins. Called with
+    /// the process leased, before a connection or request uses it.
+    pub async fn verify(&self, pid: &ProcessId, lease: &Lease) -> Result<(), FacilitationError> {
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(pid)
+        {
+            return Ok(());
+        }
+        let _serialised = self.serial.lock().await;
+        self.verify_serialised(pid, lease).await
+    }
+
+    /// [`Self::verify`], for callers that hold `serial`.
+    async fn verify_serialised(
+        &self,
+        pid: &ProcessId,
+        lease: &Lease,
+    ) -> Result<(), FacilitationError> {
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(pid)
+        {
+            return Ok(());
+        }
+        let handle = find(lease.repo(), pid).await?;
+        let info = handle.with_document(|d| read_info(d))?;
+        if self.directory.process(pid).as_ref() != Some(&info) {
+            tracing::warn!(process = %pid, "the process record lagged its document; the document wins");
+            self.publish(info).await?;
+        }
+        self.verified_now(pid);
+        Ok(())
+    }
+
     /// Leases the repo of a known process and finds its process document in it.
     async fn handle(&self, pid: &ProcessId) -> Result<(Lease, DocHandle), FacilitationError> {
         if self.directory.process(pid).is_none() {
@@ -180,6 +261,8 @@ impl<S: KvStore> Facilitation<S> {
             )));
         }
         let lease = self.repos.lease(pid).await.map_err(|_| stopped())?;
+        // Callers hold `serial`.
+        self.verify_serialised(pid, &lease).await?;
         let h = find(lease.repo(), pid).await?;
         Ok((lease, h))
     }
@@ -224,14 +307,8 @@ impl<S: KvStore> Facilitation<S> {
             d.merge(&mut theirs).map_err(klad_core::Error::from)?;
             read_info(d)
         })?;
-        let kv = self.kv.clone();
-        let key = process_list_key(&pid)?;
-        let title_bytes = info.title.clone().into_bytes();
-        tokio::task::spawn_blocking(move || kv.put(&key, &title_bytes))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        self.directory.upsert(info.clone());
+        self.publish(info.clone()).await?;
+        self.verified_now(&pid);
         drop(lease);
         tracing::info!(process = %pid, title = %info.title, "process created");
         Ok(CreatedProcess {
@@ -285,7 +362,7 @@ impl<S: KvStore> Facilitation<S> {
             contributions_doc: c_id.clone(),
         };
         let info = handle.with_document(|d| edit_process(d, |pd| pd.add_member(now, by, &new)))?;
-        self.directory.upsert(info);
+        self.publish(info).await?;
         let (token, expires) = self
             .keys
             .issue_for(&member, pid, role, ttl)
@@ -317,7 +394,7 @@ impl<S: KvStore> Facilitation<S> {
         let (_lease, handle) = self.handle(pid).await?;
         let info =
             handle.with_document(|d| edit_process(d, |pd| pd.set_phase(now_ms(), by, to)))?;
-        self.directory.upsert(info.clone());
+        self.publish(info.clone()).await?;
         tracing::info!(process = %pid, phase = %to, by = ?by, "phase changed");
         Ok(info)
     }
@@ -340,7 +417,7 @@ impl<S: KvStore> Facilitation<S> {
         let (_lease, handle) = self.handle(pid).await?;
         let info = handle
             .with_document(|d| edit_process(d, |pd| pd.register_device(now_ms(), member, actor)))?;
-        self.directory.upsert(info);
+        self.publish(info).await?;
         tracing::info!(process = %pid, member = %member, actor = %hex, "device registered");
         Ok(())
     }

@@ -196,6 +196,12 @@ async fn sync(
         )
         .into_response();
     };
+    // After a start, the first use of a process checks its record against
+    // its document (which wins), before the policy decides anything for it.
+    if let Err(e) = state.facilitation.verify(&claims.process, &lease).await {
+        tracing::error!(process = %claims.process, error = %e, "could not read a process document");
+        return ApiError::from(e).into_response();
+    }
     let peer_id = peer_id_for(&claims.member, q.device.as_deref());
     let shared = state.shared.clone();
     // Our own check closes oversized frames with a reason; axum's limit is

@@ -1,6 +1,9 @@
 //! Klad's benchmarks, as ratios against a baseline run in the same process.
+//! `scripts/bench.sh` runs them all and writes `docs/BENCHMARKS.md`.
 //!
-//! `cargo run --release -p klad-tests --bin klad-bench -- core-editing`
+//! `cargo run --release -p klad-tests --bin klad-bench -- <benchmark>`, with
+//! `core-editing`, `wire`, `start` (needs the release `klad-server` next to
+//! this binary) or `store-load`.
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
 //! see shared/data/README.md) through klad-core's public edit API and through
@@ -10,6 +13,10 @@
 
 use std::process::Command;
 use std::time::Instant;
+
+mod samod_client;
+mod start;
+mod wire;
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT};
@@ -158,6 +165,21 @@ fn core_editing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The median of some measurements.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn tokio_main<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
@@ -168,6 +190,12 @@ fn main() -> anyhow::Result<()> {
     {
         ["variant", v] => run_variant(v),
         [] | ["core-editing"] => core_editing(),
-        other => anyhow::bail!("unknown benchmark {other:?}; try `core-editing`"),
+        ["start"] => tokio_main(start::run()),
+        ["populate", dir, n] => tokio_main(start::populate_command(dir, n)),
+        ["store-load"] => start::store_load(),
+        ["wire"] => tokio_main(wire::run()),
+        other => anyhow::bail!(
+            "unknown benchmark {other:?}; choose core-editing, wire, start or store-load"
+        ),
     }
 }

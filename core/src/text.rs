@@ -289,16 +289,19 @@ impl TextDoc {
         heading: bool,
         splices: &[Splice],
     ) -> Result<()> {
-        self.live_article_obj(id)?;
         let objs = self.article_objs(id)?;
-        let (what, obj) = if heading {
-            ("heading", objs.heading)
+        if objs.removed {
+            // The same sentence as every other refusal on a removed article.
+            self.live_article_obj(id)?;
+        }
+        let (message, obj) = if heading {
+            ("edit heading", objs.heading)
         } else {
-            ("body", objs.body)
+            ("edit body", objs.body)
         };
         Self::check_splices(self.doc.length(&obj), splices)?;
         // The message stays short: it is stored in every keystroke batch.
-        transact(&mut self.doc, now_ms, format!("edit {what}"), |tx| {
+        transact(&mut self.doc, now_ms, message, |tx| {
             for s in splices {
                 tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert)?;
             }

@@ -18,7 +18,12 @@ case "$(uname -s)" in
   *) LIBFILE=libklad_ffi.so ;;
 esac
 
-cargo build -p klad-ffi --lib --bin uniffi-bindgen
+# What to build: by default just the library and the generator. The test
+# script passes `--workspace --all-targets`, which reuses what the workspace's
+# test build already compiled (the same features), instead of building the
+# library again with the smaller feature set of klad-ffi alone.
+# shellcheck disable=SC2086
+cargo build ${KLAD_CARGO_BUILD_ARGS:--p klad-ffi --lib --bin uniffi-bindgen}
 LIB="$TARGET/debug/$LIBFILE"
 BINDGEN="$TARGET/debug/uniffi-bindgen"
 

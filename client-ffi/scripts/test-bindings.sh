@@ -20,8 +20,11 @@ step() { echo "== $*"; }
 die() { echo "error: $*" >&2; exit 1; }
 
 step "build and generate bindings"
-bash client-ffi/scripts/gen-bindings.sh || die "building klad-ffi or generating its bindings failed"
-cargo build -p klad-server --bin klad-server || die "building klad-server failed"
+# One build of the whole workspace with its test targets: after
+# `cargo nextest run --workspace` (scripts/test.sh) it compiles nothing new,
+# and it holds both the library and the klad-server binary.
+KLAD_CARGO_BUILD_ARGS="--workspace --all-targets" bash client-ffi/scripts/gen-bindings.sh \
+  || die "building the workspace or generating klad-ffi's bindings failed"
 export KLAD_SERVER_BIN="$TARGET/debug/klad-server"
 export KLAD_BINDINGS_PYTHON="$OUT/python"
 

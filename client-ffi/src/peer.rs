@@ -546,8 +546,9 @@ impl KladPeerLink {
     }
 
     /// Ends the link: the other phone is told, and the transport's `closed`
-    /// is called. What was synced stays.
-    pub fn close(&self) {
+    /// is called. What was synced stays. (Not `close`: in Kotlin that name
+    /// frees the object itself.)
+    pub fn end(&self) {
         self.inner
             .send(wire::encode_refused("The other phone closed the link."));
         self.inner

@@ -429,7 +429,7 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
     });
     assert_eq!(link.status().peer.unwrap().name, "Olga");
     let text = olga_phone.fetch(&s.text_doc, &s.article);
-    link.close();
+    link.end();
     // Anna's phone told Olga's it takes no changes to the text from her (the
     // sync protocol's read-only flag); a tampered app sends them anyway.
     let change = Rogue::type_into(&text, &s.article, "Alle ");
@@ -466,7 +466,7 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
         format!("Alle {BODY}"),
         "one 'Alle ', Anna's"
     );
-    link.close();
+    link.end();
 
     // The same tampered app with a drafter's invitation is an ordinary edit:
     // it arrives, so the refusal above is the rules at work, not a broken pipe.
@@ -479,7 +479,7 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
         Duration::from_secs(30),
         || (rogue_body(&text, &s.article)? == format!("Alle {BODY}")).then_some(()),
     );
-    link.close();
+    link.end();
     Rogue::type_into(&text, &s.article, "Echt ");
     let (link, _, from_victim) = bram_phone.link(&s.anna.process, &token(&bram));
     bram_phone.connect(link.clone(), from_victim);

@@ -1,5 +1,6 @@
 // Issue 4, scenario 5: the generated Kotlin bindings against a real klad-server.
-// Two drafters and an official work offline, reconnect and converge.
+// Two drafters and an official work offline, reconnect and converge; then two
+// phones sync over a peer link (an in-memory pipe) with the server out of reach.
 // Prints "N passed, N failed" last; exits non-zero on any failure.
 //
 // Arguments: <klad-server binary> <scratch directory>
@@ -72,6 +73,26 @@ class Server(val bin: String, val data: File) {
 
 fun bodyOf(p: KladProcess): String? = p.articles().firstOrNull()?.body
 
+/** One direction of an in-memory peer link; frames wait until the other side exists. */
+class Pipe : PeerTransport {
+    private val lock = Object()
+    private var other: KladPeerLink? = null
+    private val waiting = mutableListOf<ByteArray>()
+    @Volatile var closedReason: String? = null
+
+    fun connect(link: KladPeerLink) {
+        val queued = synchronized(lock) { other = link; waiting.toList().also { waiting.clear() } }
+        queued.forEach { link.receive(it) }
+    }
+
+    override fun send(frame: ByteArray) {
+        val to = synchronized(lock) { other ?: run { waiting.add(frame); null } } ?: return
+        try { to.receive(frame) } catch (e: KladException.Network) { /* the other side has ended */ }
+    }
+
+    override fun closed(reason: String) { closedReason = reason }
+}
+
 fun main(args: Array<String>) {
     val server = Server(args[0], File(args[1], "server").apply { mkdirs() })
     val phones = File(args[1], "phones")
@@ -127,6 +148,31 @@ fun main(args: Array<String>) {
         }
         check("every phone is all on the server",
             eventually("acknowledgements") { listOf(anna, bram, olga).all { it.syncStatus().allOnServer } } == true)
+
+        // Phone to phone: Anna and Bram, offline, sync over a peer link.
+        listOf(annaC, bramC).forEach { it.setOnline(false) }
+        anna.editBody(art, 0u, 0u, "Echt: ")
+        anna.commit()
+        val ab = Pipe()
+        val ba = Pipe()
+        val annaLink = anna.openPeerLink(ab)
+        val bramLink = bram.openPeerLink(ba)
+        ab.connect(bramLink)
+        ba.connect(annaLink)
+        check("the peer link is up, with the other phone's member",
+            eventually("the link") {
+                annaLink.status().state == PeerLinkState.CONNECTED && bramLink.status().peer?.name == "Anna"
+            } == true)
+        check("Anna's offline edit reaches Bram over the link, with no server",
+            eventually("the edit over the link") { bodyOf(bram) == "Echt: $expected" } == true &&
+                !bram.syncStatus().online)
+        annaLink.end()
+        check("ending the link tells both sides",
+            eventually("the link to end") {
+                bramLink.status().state == PeerLinkState.CLOSED && ab.closedReason != null && ba.closedReason != null
+            } == true)
+        annaLink.close()
+        bramLink.close()
     } catch (e: Throwable) {
         failed++
         println("FAIL unexpected ${e::class.simpleName}: ${e.message}")

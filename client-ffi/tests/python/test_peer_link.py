@@ -98,7 +98,7 @@ def test_two_phones_sync_over_a_peer_link_then_a_third_gets_it_through_the_serve
     assert a_link.status().refused_changes == 0 and b_link.status().refused_changes == 0
     assert not anna.sync_status().online and not bram.sync_status().online
 
-    a_link.close()
+    a_link.end()
     eventually("both sides to see the link closed",
                lambda: b_link.status().state == klad_ffi.PeerLinkState.CLOSED)
     assert a_link.status().state == klad_ffi.PeerLinkState.CLOSED

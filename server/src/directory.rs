@@ -1,6 +1,7 @@
 //! Who is who: an in-memory index of every process (its members, phase and
-//! documents), rebuilt from the process documents at start and updated by the
-//! server whenever it writes one. The share policy reads it.
+//! documents), rebuilt at start from the process records the server keeps next
+//! to the process documents, and updated whenever it writes one. The share
+//! policy reads it.
 //!
 //! The server is the only writer of process documents, so the index cannot go
 //! stale behind its back.

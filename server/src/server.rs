@@ -93,8 +93,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
 }
 
-/// Opens the data directory (creating it), starts samod on its store and
-/// loads every process. Fails with klad-core's "already in use" error when
+/// Opens the data directory (creating it) and fills the directory from the
+/// process records (no process is loaded until it is used). Fails with klad-core's "already in use" error when
 /// another process has the store open.
 pub async fn open_engine(data: &Path) -> anyhow::Result<Engine> {
     open_engine_with(data, EngineConfig::default()).await

@@ -29,6 +29,9 @@ pub trait KladListener: Send + Sync {
 /// sends one message per keystroke.
 pub(crate) const DEFAULT_TYPING_WINDOW_MS: u64 = 75;
 
+/// sled's page cache on a phone: a process's documents are a few MiB at most.
+const PHONE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// This device: its name in peer ids and its Automerge actor.
 #[derive(Serialize, Deserialize)]
 struct DeviceRecord {
@@ -104,7 +107,7 @@ impl KladClient {
                 "The data directory {data_dir} could not be created ({e}). Choose a directory this app may write."
             ))
         })?;
-        let kv = SledStore::open(&path)?;
+        let kv = SledStore::open_with_cache(&path, PHONE_CACHE_BYTES)?;
         let docs = DocStore::new(kv.clone());
         let device_key = key(&[PREFIX, "device"])?;
         let device: DeviceRecord = match kv.get(&device_key)? {

@@ -56,7 +56,9 @@ pub trait PeerTransport: Send + Sync {
 /// verified link gets what its member may do, anybody else nothing.
 pub(crate) struct PeerGate {
     info: RwLock<Option<ProcessInfo>>,
-    peers: Mutex<HashMap<String, MemberId>>,
+    /// Verified peers on open links: peer id → member and how many links
+    /// (a phone may reconnect before its old link has been cleaned up).
+    peers: Mutex<HashMap<String, (MemberId, usize)>>,
     generation: watch::Sender<u64>,
 }
 
@@ -79,13 +81,28 @@ impl PeerGate {
         self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_peer(&self, peer: &str, member: Option<MemberId>) {
+    /// A link to `peer` (speaking for `member`) has been verified.
+    fn add_peer(&self, peer: &str, member: MemberId) {
+        lock(&self.peers)
+            .entry(peer.to_owned())
+            .and_modify(|(m, n)| {
+                *m = member.clone();
+                *n += 1;
+            })
+            .or_insert((member, 1));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// A link to `peer` has ended.
+    fn remove_peer(&self, peer: &str) {
         {
             let mut peers = lock(&self.peers);
-            match member {
-                Some(m) => peers.insert(peer.to_owned(), m),
-                None => peers.remove(peer),
-            };
+            if let Some((_, n)) = peers.get_mut(peer) {
+                *n -= 1;
+                if *n == 0 {
+                    peers.remove(peer);
+                }
+            }
         }
         self.generation.send_modify(|g| *g += 1);
     }
@@ -95,7 +112,7 @@ impl PeerGate {
         if peer == SERVER_PEER_ID {
             return Access::ReadWrite;
         }
-        let Some(member) = lock(&self.peers).get(peer).cloned() else {
+        let Some((member, _)) = lock(&self.peers).get(peer).cloned() else {
             return Access::None;
         };
         match self.info.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -416,8 +433,7 @@ impl ProcessInner {
             st.state = PeerLinkState::Connected;
             st.peer = Some(peer.member.clone());
         }
-        self.gate
-            .set_peer(&peer.peer_id, Some(peer.member_id.clone()));
+        self.gate.add_peer(&peer.peer_id, peer.member_id.clone());
 
         // samod's transport: checked frames in, its frames out to the app.
         let (to_samod, samod_in) = mpsc::unbounded::<std::result::Result<Vec<u8>, LinkClosed>>();
@@ -450,7 +466,7 @@ impl ProcessInner {
             }
         };
         let Ok(connection) = connection else {
-            self.gate.set_peer(&peer.peer_id, None);
+            self.gate.remove_peer(&peer.peer_id);
             return link.finish("This process has been closed on this phone.".into());
         };
         {
@@ -515,7 +531,7 @@ impl ProcessInner {
         link.finish("The link was closed.".into());
         drop(to_samod);
         connection.close();
-        self.gate.set_peer(&peer.peer_id, None);
+        self.gate.remove_peer(&peer.peer_id);
     }
 }
 

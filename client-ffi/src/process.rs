@@ -69,6 +69,14 @@ struct State {
     /// Per document: heads the server has acknowledged (after storing them).
     acked: HashMap<String, Vec<ChangeHash>>,
     last_status: Option<SyncStatus>,
+    /// The process's documents, read from the process document when it changes.
+    docs: Vec<(String, Which)>,
+    /// This device's changes the server lacks, with the heads and
+    /// acknowledged heads it was counted at (recounted when they move).
+    unsynced: Option<(Vec<Vec<ChangeHash>>, u32)>,
+    /// Per (article, heading?): the text with the pending typing applied and
+    /// its length in characters, kept up to date keystroke by keystroke.
+    typed: HashMap<(String, bool), (String, usize)>,
 }
 
 /// A process this phone has joined. Safe to use from any thread.
@@ -201,6 +209,9 @@ impl ProcessInner {
                 next_seq,
                 acked,
                 last_status: None,
+                docs: Vec::new(),
+                unsynced: None,
+                typed: HashMap::new(),
             }),
             repo,
             gate,
@@ -211,6 +222,10 @@ impl ProcessInner {
             flush_scheduled: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
+        {
+            let mut st = lock(&inner.state);
+            st.docs = Self::list_docs(&st, &inner.process_id);
+        }
         inner.commit()?;
         if shared.online_wanted.load(Ordering::SeqCst) {
             inner.set_online(true);
@@ -219,7 +234,9 @@ impl ProcessInner {
         Ok(inner)
     }
 
-    fn doc_ids(st: &State, process_id: &str) -> Vec<(String, Which)> {
+    /// The process's documents as its process document lists them (reads
+    /// every member: call only when the process document has changed).
+    fn list_docs(st: &State, process_id: &str) -> Vec<(String, Which)> {
         let mut out = vec![(process_id.to_owned(), Which::Process)];
         if let Ok(info) = st.session.docs().process.info() {
             out.push((info.text_doc.to_string(), Which::Text));
@@ -365,7 +382,7 @@ impl ProcessInner {
 
     /// Starts finding every document of the process that has no handle yet.
     fn find_documents(self: &Arc<Self>) {
-        let ids = Self::doc_ids(&lock(&self.state), &self.process_id);
+        let ids = lock(&self.state).docs.clone();
         for (doc_id, _) in ids {
             if lock(&self.handles).contains_key(&doc_id)
                 || !lock(&self.finding).insert(doc_id.clone())
@@ -432,10 +449,11 @@ impl ProcessInner {
         let mut membership_changed = false;
         {
             let mut st = lock(&self.state);
-            let which = Self::doc_ids(&st, &self.process_id)
-                .into_iter()
+            let which = st
+                .docs
+                .iter()
                 .find(|(id, _)| id == doc_id)
-                .map(|(_, w)| w);
+                .map(|(_, w)| w.clone());
             let Some(which) = which else { return };
             // Typing is positioned on the text as it is now: commit it before
             // changes from elsewhere move the text (and only then, so that sync
@@ -466,9 +484,12 @@ impl ProcessInner {
                 let ok = mine.apply_changes(incoming).is_ok();
                 changed = ok && mine.get_heads() != before;
                 if changed {
-                    membership_changed = which == Which::Process;
                     let heads = mine.get_heads();
                     st.saved.insert(doc_id.to_owned(), heads);
+                    membership_changed = which == Which::Process;
+                    if membership_changed {
+                        st.docs = Self::list_docs(&st, &self.process_id);
+                    }
                 }
             }
             // What the server says it has (it says so only after storing it).
@@ -572,28 +593,46 @@ impl ProcessInner {
         st.acked.insert(doc_id.to_owned(), acked);
     }
 
-    fn status(&self, st: &State) -> SyncStatus {
+    fn status(&self, st: &mut State) -> SyncStatus {
         let online = lock(&self.dialer)
             .as_ref()
             .is_some_and(|d| d.is_connected());
-        let mut unsynced = 0u32;
-        for (doc_id, which) in Self::doc_ids(st, &self.process_id) {
-            if which == Which::Process {
+        // Counting walks this device's unacknowledged changes: do it again
+        // only when a document or what the server acknowledged has moved,
+        // not on every keystroke.
+        let mut key = Vec::with_capacity(st.docs.len() * 2);
+        for (doc_id, which) in &st.docs {
+            if *which == Which::Process {
                 continue;
             }
-            let Some(doc) = Self::doc_ref(st, &which) else {
-                continue;
-            };
-            let acked = st.acked.get(&doc_id).cloned().unwrap_or_default();
-            unsynced += doc
-                .get_changes(&acked)
-                .iter()
-                .filter(|c| c.actor_id() == &self.shared.actor)
-                .count() as u32;
+            if let Some(doc) = Self::doc_ref(st, which) {
+                key.push(doc.get_heads());
+                key.push(st.acked.get(doc_id).cloned().unwrap_or_default());
+            }
         }
-        if !st.pending.is_empty() {
-            unsynced += 1;
-        }
+        let committed = match &st.unsynced {
+            Some((k, n)) if *k == key => *n,
+            _ => {
+                let mut n = 0u32;
+                for (doc_id, which) in &st.docs {
+                    if *which == Which::Process {
+                        continue;
+                    }
+                    let Some(doc) = Self::doc_ref(st, which) else {
+                        continue;
+                    };
+                    let acked = st.acked.get(doc_id).cloned().unwrap_or_default();
+                    n += doc
+                        .get_changes(&acked)
+                        .iter()
+                        .filter(|c| c.actor_id() == &self.shared.actor)
+                        .count() as u32;
+                }
+                st.unsynced = Some((key, n));
+                n
+            }
+        };
+        let unsynced = committed + u32::from(!st.pending.is_empty());
         SyncStatus {
             online,
             unsynced_changes: unsynced,
@@ -604,7 +643,7 @@ impl ProcessInner {
     fn notify_status(&self) {
         let status = {
             let mut st = lock(&self.state);
-            let s = self.status(&st);
+            let s = self.status(&mut st);
             if st.last_status.as_ref() == Some(&s) {
                 return;
             }
@@ -621,7 +660,7 @@ impl ProcessInner {
     /// Stores the changes of the writable documents made since they were
     /// last stored, then hands them to samod to sync.
     fn persist(&self, st: &mut State) -> Result<()> {
-        for (doc_id, which) in Self::doc_ids(st, &self.process_id) {
+        for (doc_id, which) in st.docs.clone() {
             if which == Which::Process {
                 continue;
             }
@@ -683,7 +722,17 @@ impl ProcessInner {
             return Ok(());
         }
         let pending = std::mem::take(&mut st.pending);
-        let text_doc = st.session.docs().process.info()?.text_doc;
+        st.typed.clear();
+        let text_doc = st
+            .docs
+            .iter()
+            .find(|(_, w)| *w == Which::Text)
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| {
+                KladError::not_found(
+                    "The text of this process has not arrived on this phone yet; connect to sync it.",
+                )
+            })?;
         let before = st.session.docs().text.heads();
         let now = now_ms();
         // Consecutive keystrokes in one field of one article become one change.
@@ -792,16 +841,29 @@ impl ProcessInner {
                     "The article {id} has been removed from the text; it can no longer be changed or commented on."
                 )));
             }
-            let len = Self::with_pending(&st, &a, heading)?.chars().count();
+            let field = (id.clone(), heading);
+            let (typed, len) = match st.typed.remove(&field) {
+                Some(t) => t,
+                None => {
+                    let t = Self::with_pending(&st, &a, heading)?;
+                    let n = t.chars().count();
+                    (t, n)
+                }
+            };
             let (pos, delete) = (pos as usize, delete as usize);
             if pos > len || delete > len - pos {
                 let what = if heading { "heading" } else { "text" };
+                st.typed.insert(field, (typed, len));
                 return Err(KladError::invalid(format!(
                     "The edit at character {pos} deleting {delete} characters falls outside the {what}, which is {len} characters long; refresh and try again."
                 )));
             }
             let seq = st.next_seq;
             let k = key(&[PREFIX, "pending", &self.process_id, &format!("{seq:020}")])?;
+            let now_typed = (
+                apply_splice(&typed, pos, delete, &insert),
+                len - delete + insert.chars().count(),
+            );
             let p = PendingSplice {
                 article: id,
                 heading,
@@ -809,11 +871,17 @@ impl ProcessInner {
                 delete,
                 insert,
             };
-            self.shared
+            if let Err(e) = self
+                .shared
                 .kv
-                .put(&k, &serde_json::to_vec(&p).unwrap_or_default())?;
+                .put(&k, &serde_json::to_vec(&p).unwrap_or_default())
+            {
+                st.typed.insert(field, (typed, len));
+                return Err(e.into());
+            }
             st.next_seq += 1;
             st.pending.push((k, p));
+            st.typed.insert(field, now_typed);
         }
         self.schedule_flush();
         self.after_local_change();
@@ -866,8 +934,8 @@ impl KladProcess {
 
     /// How this phone stands with the server.
     pub fn sync_status(&self) -> SyncStatus {
-        let st = lock(&self.inner.state);
-        self.inner.status(&st)
+        let mut st = lock(&self.inner.state);
+        self.inner.status(&mut st)
     }
 
     /// Opens a sync link with another phone of this process, without a
@@ -896,10 +964,13 @@ impl KladProcess {
             .into_iter()
             .map(Article::from)
             .collect();
-        if !st.pending.is_empty() {
-            for a in &mut out {
-                a.heading = ProcessInner::with_pending(&st, &article(&a.id), true)?;
-                a.body = ProcessInner::with_pending(&st, &article(&a.id), false)?;
+        // Typing not yet committed shows as typed.
+        for a in &mut out {
+            if let Some((t, _)) = st.typed.get(&(a.id.clone(), true)) {
+                a.heading = t.clone();
+            }
+            if let Some((t, _)) = st.typed.get(&(a.id.clone(), false)) {
+                a.body = t.clone();
             }
         }
         Ok(out)

@@ -84,6 +84,16 @@ fn text_doc(text: &TextDoc) -> &automerge::Automerge {
 
 /// Resolves an anchor against the current text.
 pub fn resolve(text: &TextDoc, anchor: &StoredAnchor) -> AnchorView {
+    resolve_with(text, anchor, &mut Bodies::default())
+}
+
+/// Article bodies read while resolving several anchors, so each body is read
+/// once per view rather than once per anchor.
+#[derive(Default)]
+pub struct Bodies(std::collections::HashMap<ArticleId, Vec<char>>);
+
+/// [`resolve`], reading each body once through `bodies`.
+pub fn resolve_with(text: &TextDoc, anchor: &StoredAnchor, bodies: &mut Bodies) -> AnchorView {
     let quote = anchor.quote.clone();
     let pending = || AnchorView::Pending {
         quote: quote.clone(),
@@ -119,12 +129,14 @@ pub fn resolve(text: &TextDoc, anchor: &StoredAnchor) -> AnchorView {
     if start >= end {
         return AnchorView::Orphaned { quote };
     }
-    let now: String = doc
-        .text(&body)
+    let chars = bodies
+        .0
+        .entry(anchor.article.clone())
+        .or_insert_with(|| doc.text(&body).unwrap_or_default().chars().collect());
+    let now: String = chars
+        .get(start..end.min(chars.len()))
         .unwrap_or_default()
-        .chars()
-        .skip(start)
-        .take(end - start)
+        .iter()
         .collect();
     AnchorView::Live {
         start,

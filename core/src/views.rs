@@ -238,6 +238,7 @@ pub fn threads(
 ) -> Result<Vec<ThreadView>> {
     let info = docs.process.info()?;
     let all = valid_contributions(docs, &info);
+    let mut bodies = anchor::Bodies::default();
     // Latest moderation per target.
     let mut hidden: BTreeMap<&ContributionId, Option<Hidden>> = BTreeMap::new();
     for c in &all {
@@ -356,7 +357,7 @@ pub fn threads(
             author: attribution(&info, root),
             text: if shown { text.clone() } else { String::new() },
             replacement: replacement.map(|r| if shown { r } else { String::new() }),
-            anchor: anchor::resolve(&docs.text, anchor),
+            anchor: anchor::resolve_with(&docs.text, anchor, &mut bodies),
             created_at: root.created_at,
             replies,
             answers,

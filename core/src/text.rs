@@ -48,6 +48,10 @@ struct ArticleObjs {
     /// Only `remove_article` (which updates the memo) and changes from
     /// elsewhere (which clear it) can change this.
     removed: bool,
+    /// Lengths of the heading and the body in characters, once known; kept
+    /// up to date by `edit_text` (the only local writer of both texts), so a
+    /// keystroke need not count the text again.
+    lengths: [Option<usize>; 2],
 }
 
 klad_document!(TextDoc, DocKind::Text);
@@ -134,6 +138,7 @@ impl TextDoc {
             body: text("body")?,
             removed: get_bool(&self.doc, &article, "removed").unwrap_or(false),
             article: article.clone(),
+            lengths: [None, None],
         };
         self.memo.lock().insert(id.clone(), objs.clone());
         Ok(objs)
@@ -268,7 +273,9 @@ impl TextDoc {
     }
 
     /// Checks every splice against the text as it will be when it is applied.
-    fn check_splices(len: usize, splices: &[Splice]) -> Result<()> {
+    /// Checks that every splice falls inside the text (of `len` characters,
+    /// as the earlier splices leave it); returns the length after all of them.
+    fn check_splices(len: usize, splices: &[Splice]) -> Result<usize> {
         let mut len = len;
         for s in splices {
             if s.pos > len || s.delete > len - s.pos {
@@ -279,7 +286,7 @@ impl TextDoc {
             }
             len = len - s.delete + s.insert.chars().count();
         }
-        Ok(())
+        Ok(len)
     }
 
     pub(crate) fn edit_text(
@@ -294,18 +301,23 @@ impl TextDoc {
             // The same sentence as every other refusal on a removed article.
             self.live_article_obj(id)?;
         }
-        let (message, obj) = if heading {
-            ("edit heading", objs.heading)
+        let (message, obj, field) = if heading {
+            ("edit heading", objs.heading, 0)
         } else {
-            ("edit body", objs.body)
+            ("edit body", objs.body, 1)
         };
-        Self::check_splices(self.doc.length(&obj), splices)?;
+        let len = objs.lengths[field].unwrap_or_else(|| self.doc.length(&obj));
+        let new_len = Self::check_splices(len, splices)?;
         // The message stays short: it is stored in every keystroke batch.
         transact(&mut self.doc, now_ms, message, |tx| {
             for s in splices {
                 tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert)?;
             }
             Ok(())
-        })
+        })?;
+        if let Some(o) = self.memo.lock().get_mut(id) {
+            o.lengths[field] = Some(new_len);
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@
 # each part's file between its `<!-- bench:<part> -->` markers in
 # docs/BENCHMARKS.md, leaving the written text around them as it is. Numbers
 # are ratios to a baseline measured in the same run; nothing is asserted.
-# Loopback only. About 12 minutes on 2 cores once the release build is cached.
+# Loopback only. About 6 minutes on 2 cores once the release build is cached.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"

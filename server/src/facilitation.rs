@@ -204,6 +204,13 @@ impl<S: KvStore> Facilitation<S> {
         Ok(())
     }
 
+    fn is_verified(&self, pid: &ProcessId) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(pid)
+    }
+
     fn verified_now(&self, pid: &ProcessId) {
         self.verified
             .lock()
@@ -217,12 +224,7 @@ impl<S: KvStore> Facilitation<S> {
     /// behind, and the document (what every member syncs) wins. Called with
     /// the process leased, before a connection or request uses it.
     pub async fn verify(&self, pid: &ProcessId, lease: &Lease) -> Result<(), FacilitationError> {
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(pid)
-        {
+        if self.is_verified(pid) {
             return Ok(());
         }
         let _serialised = self.serial.lock().await;
@@ -235,12 +237,7 @@ impl<S: KvStore> Facilitation<S> {
         pid: &ProcessId,
         lease: &Lease,
     ) -> Result<(), FacilitationError> {
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(pid)
-        {
+        if self.is_verified(pid) {
             return Ok(());
         }
         let handle = find(lease.repo(), pid).await?;

@@ -19,6 +19,21 @@ pub struct TraceTxn {
     pub patches: Vec<(usize, usize, String)>,
 }
 
+impl Trace {
+    /// Every patch of every transaction, in order, as klad-core splices.
+    pub fn splices(&self) -> Vec<klad_core::Splice> {
+        self.txns
+            .iter()
+            .flat_map(|t| t.patches.iter())
+            .map(|(pos, delete, insert)| klad_core::Splice {
+                pos: *pos,
+                delete: *delete,
+                insert: insert.clone(),
+            })
+            .collect()
+    }
+}
+
 /// An editing trace in the format of the editing-traces collection.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -41,16 +41,7 @@ fn peak_rss_kib() -> u64 {
 /// Runs one variant in this process and prints `seconds peak_kib saved_bytes`.
 fn run_variant(variant: &str) -> anyhow::Result<()> {
     let trace = automerge_paper_trace()?;
-    let edits: Vec<Splice> = trace
-        .txns
-        .iter()
-        .flat_map(|t| t.patches.iter())
-        .map(|(pos, delete, insert)| Splice {
-            pos: *pos,
-            delete: *delete,
-            insert: insert.clone(),
-        })
-        .collect();
+    let edits = trace.splices();
     // For profiling: replay only a prefix (the end-content check is then skipped).
     let limit: Option<usize> = std::env::var("KLAD_BENCH_EDITS")
         .ok()

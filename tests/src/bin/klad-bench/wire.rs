@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use automerge::transaction::Transactable;
 use automerge::{ObjId, ObjType, ROOT, ReadDoc};
 use klad_core::document::KladDocument;
-use klad_core::{MemberId, ProcessDoc, ProcessDocs, Session, Splice, TextDoc};
+use klad_core::{MemberId, ProcessDoc, ProcessDocs, Session, TextDoc};
 use samod::DocHandle;
 use serde_json::{Value, json};
 
@@ -184,16 +184,7 @@ async fn fresh_peer(bin: &Path) -> anyhow::Result<()> {
     let process = writer.find(&pid).await?;
     let text = writer.find(&text_id).await?;
     let trace = klad_tests::automerge_paper_trace()?;
-    let edits: Vec<Splice> = trace
-        .txns
-        .iter()
-        .flat_map(|t| t.patches.iter())
-        .map(|(pos, delete, insert)| Splice {
-            pos: *pos,
-            delete: *delete,
-            insert: insert.clone(),
-        })
-        .collect();
+    let edits = trace.splices();
     with_session(&process, &text, &m[0].id, |s| {
         let a = s.create_article(1, None, "Paper", "")?;
         for (i, chunk) in edits.chunks(100).enumerate() {

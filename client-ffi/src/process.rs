@@ -17,8 +17,8 @@ use klad_core::document::KladDocument;
 use klad_core::rules::{Action, may};
 use klad_core::store::{INCREMENTAL, Key, KvStore};
 use klad_core::{
-    ArticleId, ContributionId, ContributionsDoc, MemberId, ProcessDoc, ProcessDocs, Session,
-    Splice, TextDoc, views,
+    ArticleId, ContributionId, ContributionsDoc, MemberId, ProcessDoc, ProcessDocs, ProcessInfo,
+    Session, Splice, TextDoc, views,
 };
 use klad_sync::access::peer_id_for;
 use klad_sync::token::PublicKey;
@@ -224,7 +224,8 @@ impl ProcessInner {
         });
         {
             let mut st = lock(&inner.state);
-            st.docs = Self::list_docs(&st, &inner.process_id);
+            let info = st.session.docs().process.info().ok();
+            st.docs = Self::list_docs(info.as_ref(), &inner.process_id);
         }
         inner.commit()?;
         if shared.online_wanted.load(Ordering::SeqCst) {
@@ -234,11 +235,11 @@ impl ProcessInner {
         Ok(inner)
     }
 
-    /// The process's documents as its process document lists them (reads
-    /// every member: call only when the process document has changed).
-    fn list_docs(st: &State, process_id: &str) -> Vec<(String, Which)> {
+    /// The process's documents as `info` (the process document, if it has
+    /// arrived) lists them.
+    fn list_docs(info: Option<&ProcessInfo>, process_id: &str) -> Vec<(String, Which)> {
         let mut out = vec![(process_id.to_owned(), Which::Process)];
-        if let Ok(info) = st.session.docs().process.info() {
+        if let Some(info) = info {
             out.push((info.text_doc.to_string(), Which::Text));
             for m in info.members.values() {
                 out.push((
@@ -446,7 +447,8 @@ impl ProcessInner {
             return;
         };
         let mut changed = false;
-        let mut membership_changed = false;
+        // The process document as it is after a change to it.
+        let mut new_info: Option<ProcessInfo> = None;
         {
             let mut st = lock(&self.state);
             let which = st
@@ -486,9 +488,13 @@ impl ProcessInner {
                 if changed {
                     let heads = mine.get_heads();
                     st.saved.insert(doc_id.to_owned(), heads);
-                    membership_changed = which == Which::Process;
-                    if membership_changed {
-                        st.docs = Self::list_docs(&st, &self.process_id);
+                    if which == Which::Process {
+                        // Read every member once, for everything that depends on them.
+                        new_info = st.session.docs().process.info().ok();
+                        st.docs = Self::list_docs(new_info.as_ref(), &self.process_id);
+                        if let Some(info) = &new_info {
+                            self.ensure_contributions_docs(&mut st, info);
+                        }
                     }
                 }
             }
@@ -501,11 +507,8 @@ impl ProcessInner {
                 }
             }
         }
-        if membership_changed {
-            if let Ok(info) = lock(&self.state).session.docs().process.info() {
-                self.gate.set_info(info);
-            }
-            self.ensure_contributions_docs();
+        if let Some(info) = new_info {
+            self.gate.set_info(info);
             self.find_documents();
         }
         if changed && let Some(l) = self.shared.listener() {
@@ -516,11 +519,7 @@ impl ProcessInner {
 
     /// After the process document changed: make sure every member's
     /// contributions document has a place in the session.
-    fn ensure_contributions_docs(&self) {
-        let mut st = lock(&self.state);
-        let Ok(info) = st.session.docs().process.info() else {
-            return;
-        };
+    fn ensure_contributions_docs(&self, st: &mut State, info: &ProcessInfo) {
         let actor = self.shared.actor.clone();
         for m in info.members.values() {
             st.session

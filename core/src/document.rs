@@ -86,7 +86,7 @@ pub(crate) fn load_bytes(bytes: &[u8], kind: DocKind) -> Result<Automerge> {
             kind.as_str()
         ))
     };
-    crate::store::check_chunks(bytes).map_err(unreadable)?;
+    crate::chunks::check_chunks(bytes).map_err(unreadable)?;
     let doc = catch_unwind(AssertUnwindSafe(|| Automerge::load(bytes)))
         .map_err(|_| unreadable("made the Automerge library fail".into()))?
         .map_err(|e| unreadable(format!("are not a valid Automerge document ({e})")))?;
@@ -231,7 +231,7 @@ pub trait KladDocument {
                 Self::KIND.as_str()
             ))
         };
-        crate::store::check_chunks(bytes).map_err(unreadable)?;
+        crate::chunks::check_chunks(bytes).map_err(unreadable)?;
         let mut probe = self.automerge().clone();
         catch_unwind(AssertUnwindSafe(|| probe.load_incremental(bytes)))
             .map_err(|_| unreadable("made the Automerge library fail".into()))?

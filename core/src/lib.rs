@@ -14,6 +14,7 @@
 //! - [`store`] keeps documents durably on disk.
 
 pub mod anchor;
+pub mod chunks;
 pub mod contributions;
 pub mod document;
 pub mod error;

@@ -26,6 +26,11 @@ pub struct Member {
     pub contributions_doc: DocId,
     /// Hex Automerge actor ids of their devices, sorted.
     pub devices: Vec<String>,
+    /// The Ed25519 public key (hex, 32 bytes) of each device that has one,
+    /// by hex actor id: it verifies the detached signatures a device puts on
+    /// its changes, so that another phone can relay them.
+    #[serde(default)]
+    pub device_keys: BTreeMap<String, String>,
 }
 
 /// Everything the process document says, read at once.
@@ -160,6 +165,13 @@ impl ProcessDoc {
                 .map(|dev| d.keys(&dev).collect())
                 .unwrap_or_default();
             devices.sort();
+            let device_keys = get_obj(d, &obj, "device_keys", ObjType::Map)
+                .map(|keys| {
+                    d.keys(&keys)
+                        .filter_map(|actor| Some((actor.clone(), get_str(d, &keys, &actor)?)))
+                        .collect()
+                })
+                .unwrap_or_default();
             members.insert(
                 mid.clone(),
                 Member {
@@ -168,6 +180,7 @@ impl ProcessDoc {
                     role,
                     contributions_doc: DocId(cdoc),
                     devices,
+                    device_keys,
                 },
             );
         }
@@ -269,30 +282,47 @@ impl ProcessDoc {
                 tx.put(&m, "contributions_doc", new.contributions_doc.as_str())?;
                 tx.put(&m, "joined_at", ScalarValue::Int(now_ms))?;
                 tx.put_object(&m, "devices", ObjType::Map)?;
+                tx.put_object(&m, "device_keys", ObjType::Map)?;
                 Ok(())
             },
         )
     }
 
     /// Records that `actor` is a device of `member`, so that their changes are
-    /// attributed to them in blame and history.
+    /// attributed to them in blame and history, with the device's Ed25519
+    /// public key (`key`, 32 bytes) if it has one. Registering a device again
+    /// changes nothing; a key can be added to a device registered without
+    /// one, but never replaced (a device keeps its key for life).
     pub fn register_device(
         &mut self,
         now_ms: i64,
         member: &MemberId,
         actor: &ActorId,
+        key: Option<&[u8; 32]>,
     ) -> Result<()> {
         let info = self.info()?;
-        info.member(member)?;
+        let me = info.member(member)?;
         let hex = actor.to_hex_string();
+        let key_hex = key.map(|k| hex_string(k));
+        let mut known = false;
         if let Some(owner) = info.member_for_actor(&hex) {
-            if &owner.id == member {
-                return Ok(());
+            if &owner.id != member {
+                return Err(Error::InvalidInput(format!(
+                    "This device id already belongs to {}; each device needs its own id.",
+                    owner.name
+                )));
             }
-            return Err(Error::InvalidInput(format!(
-                "This device id already belongs to {}; each device needs its own id.",
-                owner.name
-            )));
+            known = true;
+        }
+        let old_key = me.device_keys.get(&hex);
+        match (&key_hex, old_key) {
+            (Some(new), Some(old)) if new != old => {
+                return Err(Error::InvalidInput(
+                    "This device is already registered with another signing key; a device keeps its key. Use a new device id with a new key.".into(),
+                ));
+            }
+            (Some(_), Some(_)) | (None, _) if known => return Ok(()),
+            _ => {}
         }
         let members = get_obj(&self.doc, &ROOT, "members", ObjType::Map)
             .ok_or_else(|| Error::Corrupt("The process document has no member list.".into()))?;
@@ -300,12 +330,24 @@ impl ProcessDoc {
             .ok_or_else(|| Error::Corrupt("The member entry is damaged.".into()))?;
         let devices = get_obj(&self.doc, &m, "devices", ObjType::Map)
             .ok_or_else(|| Error::Corrupt("The member entry has no device list.".into()))?;
+        // Members added before device keys existed have no key map yet; the
+        // server is the only writer, so creating it here cannot race.
+        let keys = get_obj(&self.doc, &m, "device_keys", ObjType::Map);
         transact(
             &mut self.doc,
             now_ms,
             format!("register device of {member}"),
             |tx| {
-                tx.put(&devices, hex.as_str(), ScalarValue::Int(now_ms))?;
+                if !known {
+                    tx.put(&devices, hex.as_str(), ScalarValue::Int(now_ms))?;
+                }
+                if let Some(k) = &key_hex {
+                    let keys = match &keys {
+                        Some(keys) => keys.clone(),
+                        None => tx.put_object(&m, "device_keys", ObjType::Map)?,
+                    };
+                    tx.put(&keys, hex.as_str(), k.as_str())?;
+                }
                 Ok(())
             },
         )
@@ -333,4 +375,15 @@ impl ProcessDoc {
             Ok(())
         })
     }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex_string(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

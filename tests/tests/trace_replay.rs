@@ -15,7 +15,7 @@ fn automerge_paper_trace_replays_to_its_end_content() -> anyhow::Result<()> {
         ProcessDocs::create(t0, &ProcessId::from("trace"), "Trace", &DocId::from("text"))?;
     let writer = docs.add_member(t0, None, "Typist", Role::Drafter, &DocId::from("c"))?;
     let device = ActorId::from(vec![7u8; 16]);
-    docs.process.register_device(t0, &writer, &device)?;
+    docs.process.register_device(t0, &writer, &device, None)?;
     let mut session = Session::new(docs, writer, device);
     let article = session.create_article(t0, None, "Paper", &trace.start_content)?;
 

@@ -39,19 +39,14 @@ use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use sha2::{Digest, Sha256};
 
 use super::kv::{Key, KvStore, StoreError};
+#[cfg(test)]
+use crate::chunks::COMPRESSED_CHANGE;
+use crate::chunks::check_chunks;
 
 /// The second key component of incremental chunks (samod's name).
 pub const INCREMENTAL: &str = "incremental";
 /// The second key component of snapshots (samod's name).
 pub const SNAPSHOT: &str = "snapshot";
-
-/// The four magic bytes that start every Automerge chunk.
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-/// Automerge's chunk type for a deflate-compressed change.
-const COMPRESSED_CHANGE: u8 = 2;
-/// The highest chunk type Automerge 0.12 knows (0 document, 1 change,
-/// 2 compressed change, 3 bundle).
-const MAX_CHUNK_TYPE: u8 = 3;
 
 /// Stores Automerge documents in a [`KvStore`], incrementally.
 ///
@@ -406,98 +401,6 @@ fn load_values(doc_id: &str, values: &[Value]) -> Result<Automerge, StoreError> 
         }
     }
     Ok(doc)
-}
-
-/// Checks that `bytes` is a sequence of complete Automerge chunks with valid
-/// checksums. `Err` holds the end of a sentence about what is wrong.
-///
-/// Needed because `Automerge::load_incremental` silently ignores a damaged
-/// or truncated tail.
-pub(crate) fn check_chunks(bytes: &[u8]) -> Result<(), String> {
-    if bytes.is_empty() {
-        return Err("is empty".into());
-    }
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        let magic_len = rest.len().min(MAGIC.len());
-        if rest[..magic_len] != MAGIC[..magic_len] {
-            return Err(format!("has no Automerge chunk at byte {pos}"));
-        }
-        if rest.len() < 9 {
-            return Err(format!("is truncated inside a chunk header at byte {pos}"));
-        }
-        let checksum = &rest[4..8];
-        let chunk_type = rest[8];
-        if chunk_type > MAX_CHUNK_TYPE {
-            return Err(format!(
-                "has an unknown chunk type {chunk_type} at byte {pos}"
-            ));
-        }
-        let (len, len_size) = read_uleb(&rest[9..])
-            .ok_or_else(|| format!("has a cut-off or invalid chunk length at byte {pos}"))?;
-        let data_start = 9 + len_size;
-        let data_end = usize::try_from(len)
-            .ok()
-            .and_then(|len| data_start.checked_add(len))
-            .filter(|end| *end <= rest.len())
-            .ok_or_else(|| {
-                format!(
-                    "is truncated: the chunk at byte {pos} needs {len} bytes but only {} remain",
-                    rest.len() - data_start
-                )
-            })?;
-        let valid = if chunk_type == COMPRESSED_CHANGE {
-            // The checksum covers the uncompressed change, i.e. its hash.
-            Change::try_from(&rest[..data_end])
-                .map(|c| c.hash().as_ref()[..4] == *checksum)
-                .map_err(|e| format!("has an unreadable compressed change at byte {pos}: {e}"))?
-        } else {
-            let mut hasher = Sha256::new();
-            hasher.update([chunk_type]);
-            hasher.update(uleb(len));
-            hasher.update(&rest[data_start..data_end]);
-            hasher.finalize()[..4] == *checksum
-        };
-        if !valid {
-            return Err(format!(
-                "fails its checksum at byte {pos} (the bytes were changed after they were written)"
-            ));
-        }
-        pos += data_end;
-    }
-    Ok(())
-}
-
-/// Reads an unsigned LEB128 number; `(value, bytes used)`.
-fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut value: u64 = 0;
-    for (i, byte) in bytes.iter().enumerate().take(10) {
-        let low = u64::from(byte & 0x7f);
-        let shift = 7 * i as u32;
-        if shift == 63 && low > 1 {
-            return None;
-        }
-        value |= low << shift;
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
-/// The canonical unsigned LEB128 encoding of `value`.
-fn uleb(mut value: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10);
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 fn compact_doc<S: KvStore>(kv: &S, shared: &Shared, doc_id: &str) -> Result<(), StoreError> {
@@ -1071,15 +974,5 @@ mod tests {
         fn shareable<T: Send + Sync>() {}
         shareable::<DocStore<MemStore>>();
         shareable::<DocStore<crate::store::SledStore>>();
-    }
-
-    #[test]
-    fn store_check_chunks_leb128() {
-        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
-            let enc = uleb(v);
-            assert_eq!(read_uleb(&enc), Some((v, enc.len())));
-        }
-        assert_eq!(read_uleb(&[0x80]), None);
-        assert_eq!(read_uleb(&[0xff; 11]), None);
     }
 }

@@ -14,7 +14,6 @@ mod kv;
 mod mem;
 mod sled;
 
-pub(crate) use self::doc::check_chunks;
 pub use self::doc::{DocStore, INCREMENTAL, SNAPSHOT};
 pub use self::kv::{Key, KvStore, StoreError};
 pub use self::mem::MemStore;

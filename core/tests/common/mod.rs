@@ -42,7 +42,7 @@ impl World {
                 .unwrap();
             server
                 .process
-                .register_device(T0, &m, &device(i as u8 + 1))
+                .register_device(T0, &m, &device(i as u8 + 1), None)
                 .unwrap();
             ids.push(m);
         }

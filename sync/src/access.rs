@@ -1,6 +1,7 @@
 //! Who a connected peer is and what it may do with each document of a
 //! process: the decision both the server (for a websocket) and a phone (for
-//! a peer link) make, and the inbound filter that applies it to every frame.
+//! a peer link) make. [`crate::authorship`] applies it to every change, for
+//! the change's author.
 //!
 //! The decision itself is klad-core's [`document_access`]; this module maps
 //! documents and peers onto it.
@@ -8,8 +9,6 @@
 use klad_core::rules::{DocumentAccess, Phase, ReadOnlyReason, Role, document_access};
 use klad_core::{DocKind, MemberId, ProcessInfo};
 use samod_core::ShareConfig;
-
-use crate::wire::{self, FrameError};
 
 /// The peer id the server uses towards every client.
 pub const SERVER_PEER_ID: &str = "klad-server";
@@ -79,14 +78,19 @@ pub enum Access {
 }
 
 impl Access {
-    /// The samod decision. `announce`: whether to offer the document to the
-    /// peer unasked (the server never does: clients ask for the documents they
-    /// want; phones on a peer link do, so both sides start syncing).
+    /// The samod decision. Every document a peer may read is read-write for
+    /// samod: what of the peer's changes is accepted is decided change by
+    /// change before samod sees them ([`crate::authorship`]), which is what
+    /// lets a member relay another member's signed changes. `announce`:
+    /// whether to offer the document to the peer unasked (the server never
+    /// does: clients ask for the documents they want; phones on a peer link
+    /// do, so both sides start syncing).
     pub fn share_config(self, announce: bool) -> ShareConfig {
         match self {
             Access::None => ShareConfig::none(),
-            Access::ReadOnly(_) => ShareConfig::read_only().with_announce(announce),
-            Access::ReadWrite => ShareConfig::read_write().with_announce(announce),
+            Access::ReadOnly(_) | Access::ReadWrite => {
+                ShareConfig::read_write().with_announce(announce)
+            }
         }
     }
 
@@ -121,51 +125,6 @@ pub fn access(info: &ProcessInfo, doc: &str, member: &MemberId) -> Access {
         return Access::None;
     };
     decide(m.role, info.phase, member, &role)
-}
-
-/// What to do with one inbound frame.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Inbound {
-    /// Hand the frame to samod as it is.
-    Pass,
-    /// The frame carried changes the peer may not write: hand `frame` (the
-    /// same message without its changes) to samod instead.
-    Stripped {
-        /// The document the changes were for.
-        document: String,
-        /// Why they were refused (a metric/log label).
-        reason: &'static str,
-        /// How many changes were removed.
-        changes: usize,
-        /// The frame without the changes.
-        frame: Vec<u8>,
-    },
-}
-
-/// Checks one frame a peer sent: changes to a document the peer may not write
-/// (`access_of(document id)` is not read-write) are removed before samod sees
-/// them, so they are never stored nor passed on, even while samod's own
-/// read-only state is still catching up with a phase change.
-pub fn check_inbound(
-    bytes: &[u8],
-    access_of: impl FnOnce(&str) -> Access,
-) -> Result<Inbound, FrameError> {
-    let frame = wire::parse(bytes)?;
-    let Some(msg) = frame.sync_message()? else {
-        return Ok(Inbound::Pass);
-    };
-    let (false, Some(doc)) = (msg.changes.is_empty(), frame.document_id) else {
-        return Ok(Inbound::Pass);
-    };
-    let Some(reason) = access_of(&doc).refusal_label() else {
-        return Ok(Inbound::Pass);
-    };
-    Ok(Inbound::Stripped {
-        reason,
-        changes: msg.changes.len(),
-        frame: wire::strip_changes(bytes)?,
-        document: doc,
-    })
 }
 
 #[cfg(test)]
@@ -218,76 +177,5 @@ mod tests {
         assert!(!valid_device(""));
         assert!(!valid_device("a:b"));
         assert!(!valid_device(&"x".repeat(65)));
-    }
-
-    #[test]
-    fn frames_without_changes_or_to_writable_documents_pass() {
-        use automerge::transaction::Transactable;
-        use ciborium::Value;
-        let mut doc = automerge::Automerge::new();
-        let mut tx = doc.transaction();
-        tx.put(automerge::ROOT, "k", "v").unwrap();
-        tx.commit();
-        let id = samod_core::DocumentId::try_from(vec![3u8; 16])
-            .unwrap()
-            .to_string();
-        let frame = |changes: Vec<Vec<u8>>| {
-            let msg = automerge::sync::Message {
-                heads: doc.get_heads(),
-                need: vec![],
-                have: vec![],
-                changes: changes.into(),
-                flags: None,
-                version: automerge::sync::MessageVersion::V1,
-            };
-            let mut out = Vec::new();
-            ciborium::into_writer(
-                &Value::Map(vec![
-                    (Value::Text("type".into()), Value::Text("sync".into())),
-                    (Value::Text("documentId".into()), Value::Text(id.clone())),
-                    (Value::Text("data".into()), Value::Bytes(msg.encode())),
-                ]),
-                &mut out,
-            )
-            .unwrap();
-            out
-        };
-        let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
-        let with = frame(vec![change]);
-        assert_eq!(
-            check_inbound(&with, |_| Access::ReadWrite),
-            Ok(Inbound::Pass)
-        );
-        assert_eq!(
-            check_inbound(&frame(vec![]), |_| Access::None),
-            Ok(Inbound::Pass)
-        );
-        match check_inbound(&with, |d| {
-            assert_eq!(d, id);
-            Access::ReadOnly(ReadOnlyReason::TextNotADrafter)
-        }) {
-            Ok(Inbound::Stripped {
-                document,
-                reason,
-                changes,
-                frame,
-            }) => {
-                assert_eq!(
-                    (document, reason, changes),
-                    (id.clone(), "text_not_a_drafter", 1)
-                );
-                let m = wire::parse(&frame)
-                    .unwrap()
-                    .sync_message()
-                    .unwrap()
-                    .unwrap();
-                assert!(m.changes.is_empty());
-            }
-            other => panic!("expected the changes to be stripped, got {other:?}"),
-        }
-        assert_eq!(
-            check_inbound(b"\x01", |_| Access::ReadWrite),
-            Err(FrameError::NotAMessage)
-        );
     }
 }

@@ -10,10 +10,13 @@
 //! functions on the bytes they carry, so a phone refuses from a peer exactly
 //! what the server would refuse.
 //!
-//! - [`wire`]: automerge-repo frames (parse, strip changes) and the peer-link handshake frames.
+//! - [`wire`]: automerge-repo frames (parse, replace sync data) and the peer-link handshake frames.
 //! - [`token`]: what a member token says, verified with the server's public key.
-//! - [`access`]: peer ids, the per-document decision ([`access::decide`]) and the inbound filter.
+//! - [`access`]: peer ids and the per-document decision ([`access::decide`]).
+//! - [`authorship`]: the per-change check every inbound sync message passes (who wrote it, may they
+//!   write there), device keys and the detached change signatures relays carry.
 
 pub mod access;
+pub mod authorship;
 pub mod token;
 pub mod wire;

@@ -29,6 +29,27 @@ pub enum FrameError {
     /// A sync payload that Automerge cannot decode.
     #[error("the frame's sync data is not an Automerge sync message")]
     BadSyncData,
+    /// The changes inside a sync message cannot be read.
+    #[error("the changes in the frame's sync message cannot be read: the data {0}")]
+    BadChanges(String),
+    /// A signatures frame that is not a list of (change hash, signature) pairs.
+    #[error(
+        "the frame's change signatures are not a list of 32-byte change hashes with 64-byte Ed25519 signatures"
+    )]
+    BadSignatures,
+}
+
+impl FrameError {
+    /// The metric/log label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FrameError::NotAMessage => "malformed_frame",
+            FrameError::BadDocumentId => "bad_document_id",
+            FrameError::BadSyncData => "bad_sync_data",
+            FrameError::BadChanges(_) => "bad_changes",
+            FrameError::BadSignatures => "bad_signatures",
+        }
+    }
 }
 
 /// Decodes a frame's header fields.
@@ -76,24 +97,17 @@ impl Frame {
     }
 }
 
-/// The same frame with the changes removed from its sync message (heads,
-/// needs and the bloom filter stay, so the sync exchange goes on). Used for
-/// changes a member may not write: the server drops them itself instead of
-/// relying on samod's read-only state, which follows a phase change a moment
-/// later than the directory does.
-pub fn strip_changes(bytes: &[u8]) -> Result<Vec<u8>, FrameError> {
+/// The same frame with its sync data replaced by `msg` (every other field
+/// stays as the sender wrote it).
+pub fn replace_sync_data(bytes: &[u8], msg: SyncMessage) -> Result<Vec<u8>, FrameError> {
     let value: Value = ciborium::from_reader(bytes).map_err(|_| FrameError::NotAMessage)?;
     let Value::Map(mut entries) = value else {
         return Err(FrameError::NotAMessage);
     };
+    let data = msg.encode();
     for (k, v) in entries.iter_mut() {
         if matches!(k, Value::Text(t) if t == "data") {
-            let Value::Bytes(data) = v else {
-                return Err(FrameError::BadSyncData);
-            };
-            let mut msg = SyncMessage::decode(data).map_err(|_| FrameError::BadSyncData)?;
-            msg.changes = automerge::sync::ChunkList::empty();
-            *v = Value::Bytes(msg.encode());
+            *v = Value::Bytes(data.clone());
         }
     }
     let mut out = Vec::with_capacity(bytes.len());
@@ -222,14 +236,14 @@ mod tests {
     }
 
     #[test]
-    fn stripping_keeps_everything_but_the_changes() {
+    fn replacing_sync_data_keeps_the_other_fields() {
         use automerge::transaction::Transactable;
         let mut doc = automerge::Automerge::new();
         let mut tx = doc.transaction();
         tx.put(automerge::ROOT, "k", "v").unwrap();
         tx.commit();
         let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
-        let msg = SyncMessage {
+        let mut msg = SyncMessage {
             heads: doc.get_heads(),
             need: vec![],
             have: vec![],
@@ -240,13 +254,17 @@ mod tests {
         let frame = encode(&Value::Map(vec![
             (Value::Text("type".into()), Value::Text("sync".into())),
             (Value::Text("senderId".into()), Value::Text("p".into())),
-            (Value::Text("data".into()), Value::Bytes(msg.encode())),
+            (
+                Value::Text("data".into()),
+                Value::Bytes(msg.clone().encode()),
+            ),
         ]));
-        let stripped = parse(&strip_changes(&frame).unwrap()).unwrap();
-        let m = stripped.sync_message().unwrap().unwrap();
+        msg.changes = automerge::sync::ChunkList::empty();
+        let replaced = parse(&replace_sync_data(&frame, msg).unwrap()).unwrap();
+        let m = replaced.sync_message().unwrap().unwrap();
         assert!(m.changes.is_empty());
         assert_eq!(m.heads, doc.get_heads());
-        assert_eq!(stripped.kind, "sync");
+        assert_eq!(replaced.kind, "sync");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the pinned packages when node_modules is missing, then runs the
-# interop client with the given arguments.
+# interop client (or, with --writer first, writer.mjs) with the given arguments.
 #
 # `npm ci` installs exactly what package-lock.json pins. Where the registry in
 # use does not serve the optional, platform-specific prebuilds of cbor-extract
@@ -13,4 +13,10 @@ if [ ! -d node_modules ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2 ||
     npm install --no-audit --no-fund --no-save --loglevel=error >&2
 fi
-exec node client.mjs "$@"
+# `--writer` runs writer.mjs (a writer with a chosen actor) instead of client.mjs.
+script=client.mjs
+if [ "${1:-}" = "--writer" ]; then
+  script=writer.mjs
+  shift
+fi
+exec node "$script" "$@"

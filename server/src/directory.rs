@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use futures::{Stream, StreamExt, stream};
 use klad_core::rules::Role;
 use klad_core::{MemberId, ProcessId, ProcessInfo};
+use klad_sync::authorship::Registry;
 use samod::{DocumentId, PeerId, ShareConfig};
 use tokio::sync::watch;
 
@@ -24,6 +25,8 @@ struct DocEntry {
 #[derive(Default)]
 struct Index {
     processes: HashMap<ProcessId, ProcessInfo>,
+    /// Each process's devices by actor, for the per-change authorship check.
+    registries: HashMap<ProcessId, Arc<Registry>>,
     docs: HashMap<String, DocEntry>,
     members: HashMap<MemberId, ProcessId>,
 }
@@ -90,6 +93,8 @@ impl Directory {
                 );
                 idx.members.insert(m.id.clone(), pid.clone());
             }
+            idx.registries
+                .insert(pid.clone(), Arc::new(Registry::new(info.clone())));
             idx.processes.insert(pid, info);
         }
         self.generation.send_modify(|g| *g += 1);
@@ -121,6 +126,13 @@ impl Directory {
             .filter(|(_, e)| &e.process == id)
             .map(|(d, _)| d.clone())
             .collect()
+    }
+
+    /// The process `doc` belongs to, indexed for the authorship check.
+    pub fn registry_of_doc(&self, doc: &str) -> Option<Arc<Registry>> {
+        let idx = self.read();
+        let entry = idx.docs.get(doc)?;
+        idx.registries.get(&entry.process).cloned()
     }
 
     /// Number of documents the index knows.

@@ -396,26 +396,37 @@ impl<S: KvStore> Facilitation<S> {
         Ok(info)
     }
 
-    /// Records `actor` (hex Automerge actor id) as a device of `member`, so that
-    /// blame and history attribute that device's changes to them. Does nothing
-    /// if it is already theirs; refuses an actor id that belongs to someone else.
+    /// Records `actor` (hex Automerge actor id) as a device of `member`, with
+    /// the device's Ed25519 public key if it has one, so that blame and
+    /// history attribute that device's changes to them and its signatures
+    /// can be checked. Does nothing if it is already theirs (with that key);
+    /// refuses an actor id that belongs to someone else, or a second key.
     pub async fn register_device(
         &self,
         pid: &ProcessId,
         member: &MemberId,
         actor: &automerge::ActorId,
+        key: Option<&[u8; 32]>,
     ) -> Result<(), FacilitationError> {
-        let info = self.summary(pid)?;
         let hex = actor.to_hex_string();
-        if info.member(member)?.devices.contains(&hex) {
+        let registered = |info: &ProcessInfo| -> Result<bool, FacilitationError> {
+            let m = info.member(member)?;
+            Ok(m.devices.contains(&hex)
+                && key.is_none_or(|k| m.device_keys.get(&hex) == Some(&hex_of(k))))
+        };
+        if registered(&self.summary(pid)?)? {
             return Ok(());
         }
         let _serialised = self.serial.lock().await;
+        if registered(&self.summary(pid)?)? {
+            return Ok(());
+        }
         let (_lease, handle) = self.handle(pid).await?;
-        let info = handle
-            .with_document(|d| edit_process(d, |pd| pd.register_device(now_ms(), member, actor)))?;
+        let info = handle.with_document(|d| {
+            edit_process(d, |pd| pd.register_device(now_ms(), member, actor, key))
+        })?;
         self.publish(info).await?;
-        tracing::info!(process = %pid, member = %member, actor = %hex, "device registered");
+        tracing::info!(process = %pid, member = %member, actor = %hex, signing_key = key.is_some(), "device registered");
         Ok(())
     }
 
@@ -440,6 +451,11 @@ async fn find(repo: &Repo, pid: &ProcessId) -> Result<DocHandle, FacilitationErr
         .await
         .map_err(|_| stopped())?
         .ok_or_else(not_found)
+}
+
+/// Lower-case hex, as the process document records keys.
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_info(d: &Automerge) -> klad_core::Result<ProcessInfo> {

@@ -117,6 +117,9 @@ struct SyncQuery {
     /// Hex Automerge actor id the device writes with; registered under the
     /// member so their changes are attributed to them.
     actor: Option<String>,
+    /// Hex Ed25519 public key (32 bytes) of the device, registered with its
+    /// actor so that other members' phones can relay its signed changes.
+    key: Option<String>,
 }
 
 async fn sync(
@@ -165,6 +168,18 @@ async fn sync(
         )
         .into_response();
     }
+    let key = match q.key.as_deref().map(klad_sync::authorship::parse_key) {
+        None => None,
+        Some(Some(k)) if q.actor.is_some() => Some(k),
+        Some(_) => {
+            metrics.connection_rejected("bad_key");
+            return ApiError(
+                StatusCode::BAD_REQUEST,
+                "The key must be the device's Ed25519 public key as 64 hexadecimal digits, given together with its actor (&actor=...).".into(),
+            )
+            .into_response();
+        }
+    };
     if let Some(hex) = &q.actor {
         let actor = match parse_actor(hex) {
             Some(a) => a,
@@ -179,7 +194,7 @@ async fn sync(
         };
         if let Err(e) = state
             .facilitation
-            .register_device(&claims.process, &claims.member, &actor)
+            .register_device(&claims.process, &claims.member, &actor, key.as_ref())
             .await
         {
             metrics.connection_rejected("bad_actor");

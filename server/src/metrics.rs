@@ -31,13 +31,24 @@ pub struct Metrics {
     flush_count: AtomicU64,
     flush_sum_us: AtomicU64,
     refused_writes: Mutex<BTreeMap<String, u64>>,
+    refused_changes: Mutex<BTreeMap<String, u64>>,
+    unapplied_changes: Mutex<BTreeMap<String, u64>>,
     rejected_connections: Mutex<BTreeMap<String, u64>>,
     closed_connections: Mutex<BTreeMap<String, u64>>,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, reason: &str) {
+    bump_by(map, reason, 1);
+}
+
+fn bump_by(map: &Mutex<BTreeMap<String, u64>>, reason: &str, n: u64) {
     let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-    *m.entry(reason.to_owned()).or_default() += 1;
+    *m.entry(reason.to_owned()).or_default() += n;
+}
+
+fn read(map: &Mutex<BTreeMap<String, u64>>, reason: &str) -> u64 {
+    let m = map.lock().unwrap_or_else(|e| e.into_inner());
+    m.get(reason).copied().unwrap_or(0)
 }
 
 impl Metrics {
@@ -79,18 +90,31 @@ impl Metrics {
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// A client sent changes to a document it may not write.
+    /// A message had changes refused for `reason` (counted once per message).
     pub fn refused_write(&self, reason: &str) {
         bump(&self.refused_writes, reason);
     }
 
     /// Refused writes so far for `reason`.
     pub fn refused_writes(&self, reason: &str) -> u64 {
-        let m = self
-            .refused_writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        m.get(reason).copied().unwrap_or(0)
+        read(&self.refused_writes, reason)
+    }
+
+    /// `n` single changes were refused for `reason` (the authorship check:
+    /// `forged_author`, `bad_signature`, or a document rule's label).
+    pub fn refused_changes(&self, reason: &str, n: usize) {
+        bump_by(&self.refused_changes, reason, n as u64);
+    }
+
+    /// Single changes refused so far for `reason`.
+    pub fn refused_changes_total(&self, reason: &str) -> u64 {
+        read(&self.refused_changes, reason)
+    }
+
+    /// `n` changes a client sent could not be applied (`duplicate_seq`,
+    /// `missing_dependencies`, `not_applied`).
+    pub fn unapplied_changes(&self, reason: &str, n: usize) {
+        bump_by(&self.unapplied_changes, reason, n as u64);
     }
 
     /// Number of process repos running now.
@@ -189,8 +213,18 @@ impl Metrics {
         for (name, help, map) in [
             (
                 "klad_refused_writes_total",
-                "Changes a client sent to a document it may not write, by reason. They are never stored or forwarded.",
+                "Inbound messages that had changes refused, once per message and reason (klad_refused_changes_total counts the changes). They are never stored or forwarded.",
                 &self.refused_writes,
+            ),
+            (
+                "klad_refused_changes_total",
+                "Single changes refused by the per-change check, by reason (forged_author: another member's device without their signature; bad_signature; or the document rule that refused the author). Never stored or forwarded.",
+                &self.refused_changes,
+            ),
+            (
+                "klad_unapplied_changes_total",
+                "Changes a client sent that the server could not apply, by reason (duplicate_seq, missing_dependencies, not_applied); the sending connection is closed with a sentence.",
+                &self.unapplied_changes,
             ),
             (
                 "klad_rejected_connections_total",

@@ -198,6 +198,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         metrics: engine.metrics.clone(),
         max_message_bytes: cfg.max_message_bytes,
         shutting_down: AtomicBool::new(false),
+        facilitation: engine.facilitation.clone(),
     });
     let state = Arc::new(AppState {
         shared: shared.clone(),

@@ -60,6 +60,17 @@ async fn bad_input_gets_a_reason_and_hurts_no_one_else() {
         "{reason}"
     );
 
+    // Far above the limit, past axum's own hard limit (twice ours plus
+    // 64 KiB): the same close frame, though the frame is never read whole.
+    let mut p = RawPeer::connect(&server, &anna, Some("huge")).await;
+    p.send(vec![0u8; 400_000]).await;
+    let (code, reason) = p.close_reason().await.expect("a close frame");
+    assert_eq!(code, 1009);
+    assert!(
+        reason.contains("larger than this server accepts"),
+        "{reason}"
+    );
+
     // A document id that is not one.
     let mut p = RawPeer::connect(&server, &anna, Some("baddoc")).await;
     p.send(cbor(vec![
@@ -135,12 +146,13 @@ async fn bad_input_gets_a_reason_and_hurts_no_one_else() {
     })
     .await;
     assert_eq!(server.http("GET", "/healthz", None, None).await.status, 200);
-    for reason in [
-        "malformed_frame",
-        "text_frame",
-        "message_too_large",
-        "bad_document_id",
-    ] {
+    assert_eq!(
+        server
+            .metric("klad_server_closed_connections_total{reason=\"message_too_large\"}")
+            .await,
+        2
+    );
+    for reason in ["malformed_frame", "text_frame", "bad_document_id"] {
         let n = server
             .metric(&format!(
                 "klad_server_closed_connections_total{{reason=\"{reason}\"}}"

@@ -6,67 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-struct Node {
-    child: Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Node {
-    fn start(server: &Server, member: &Member, process: &Process, marker: &str) -> Node {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/run-client.sh");
-        let mut child = Command::new("sh")
-            .arg(script)
-            .arg(server.ws_url(&member.token))
-            .arg(&member.peer_id)
-            .arg(&process.id)
-            .arg(&process.text_doc)
-            .arg(marker)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sh and node are installed");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Node { child, lines }
-    }
-
-    /// The next line starting with `prefix` (npm ci on a first run can take minutes).
-    async fn expect(&mut self, prefix: &str) -> String {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(300), self.lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("the Node client never printed {prefix}"))
-                .unwrap()
-                .unwrap_or_else(|| panic!("the Node client exited before printing {prefix}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-
-    async fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-    }
-}
-
-fn node_available() -> bool {
-    std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_javascript_automerge_repo_reads_edits_and_is_refused_where_it_should_be() {
@@ -85,7 +29,7 @@ async fn the_javascript_automerge_repo_reads_edits_and_is_refused_where_it_shoul
     });
 
     // A drafter in JavaScript reads both documents and edits the article.
-    let mut js = Node::start(&server, &anna, &process, "JS: ");
+    let mut js = Node::client(&server, &anna, &process, "JS: ");
     let read: serde_json::Value = serde_json::from_str(&js.expect("READ").await).unwrap();
     assert_eq!(read["title"], "Interop-verordening");
     assert_eq!(read["phase"], "drafting");
@@ -102,7 +46,7 @@ async fn the_javascript_automerge_repo_reads_edits_and_is_refused_where_it_shoul
     js.finish().await;
 
     // An official in JavaScript: the edit is refused.
-    let mut js = Node::start(&server, &olga, &process, "OFFICIAL: ");
+    let mut js = Node::client(&server, &olga, &process, "OFFICIAL: ");
     js.expect("READ").await;
     js.expect("EDITED").await;
     // The JS client either sends the change (then the server counts the
@@ -119,7 +63,7 @@ async fn the_javascript_automerge_repo_reads_edits_and_is_refused_where_it_shoul
     }
     eprintln!("refused official writes counted: {counted}");
     // A later drafter edit reaches Bram; the official's never does.
-    let mut js2 = Node::start(&server, &anna, &process, "NA: ");
+    let mut js2 = Node::client(&server, &anna, &process, "NA: ");
     js2.expect("EDITED").await;
     eventually(LIMIT, "the second drafter edit", || {
         articles(&b_text)

@@ -523,3 +523,86 @@ impl RawPeer {
         }
     }
 }
+
+/// A Node.js automerge-repo client (server/interop, packages pinned by its
+/// lockfile and installed on first use), read line by line.
+pub struct Node {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Node {
+    fn spawn(args: &[String]) -> Node {
+        use tokio::io::AsyncBufReadExt;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/run-client.sh");
+        let mut child = tokio::process::Command::new("sh")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sh and node are installed");
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Node { child, lines }
+    }
+
+    /// `client.mjs`: reads the process and text, puts `marker` in front of the first article.
+    pub fn client(server: &Server, member: &Member, process: &Process, marker: &str) -> Node {
+        Self::spawn(&[
+            server.ws_url(&member.token),
+            member.peer_id.clone(),
+            process.id.clone(),
+            process.text_doc.clone(),
+            marker.to_owned(),
+        ])
+    }
+
+    /// `writer.mjs`: puts `marker` in front of the first article in a change
+    /// written with `actor` (hex), connecting with `url`.
+    pub fn writer(
+        url: &str,
+        member: &Member,
+        process: &Process,
+        actor: &str,
+        marker: &str,
+    ) -> Node {
+        Self::spawn(&[
+            "--writer".to_owned(),
+            url.to_owned(),
+            member.peer_id.clone(),
+            process.text_doc.clone(),
+            actor.to_owned(),
+            marker.to_owned(),
+        ])
+    }
+
+    /// The next line starting with `prefix` (npm ci on a first run can take minutes).
+    pub async fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(300), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("the Node client never printed {prefix}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the Node client exited before printing {prefix}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    /// Closes its stdin (it exits) and waits a moment for it.
+    pub async fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// True when `node` runs here.
+pub fn node_available() -> bool {
+    std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use klad_core::store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{ActorId, MemberId, ProcessId};
+use klad_sync::authorship::{DeviceKey, parse_key};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{KladError, Result};
@@ -32,11 +33,23 @@ pub(crate) const DEFAULT_TYPING_WINDOW_MS: u64 = 75;
 /// sled's page cache on a phone: a process's documents are a few MiB at most.
 const PHONE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// This device: its name in peer ids and its Automerge actor.
+/// This device: its name in peer ids, its Automerge actor and the seed of
+/// its Ed25519 signing key (hex; devices from before keys get one on open).
 #[derive(Serialize, Deserialize)]
 struct DeviceRecord {
     device: String,
     actor: String,
+    #[serde(default)]
+    signing_seed: Option<String>,
+}
+
+/// 32 random bytes for a signing key's seed (uuid's v4 generator is the
+/// system's random source).
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed
 }
 
 /// What the phone remembers about a joined process.
@@ -55,6 +68,8 @@ pub(crate) struct Shared {
     pub runtime: tokio::runtime::Handle,
     pub device: String,
     pub actor: ActorId,
+    /// This device's signing key; its public half is registered with the actor.
+    pub signing: DeviceKey,
     pub listener: Mutex<Option<Arc<dyn KladListener>>>,
     pub online_wanted: std::sync::atomic::AtomicBool,
     /// How long typing is collected before it becomes one change, in ms.
@@ -110,7 +125,7 @@ impl KladClient {
         let kv = SledStore::open_with_cache(&path, PHONE_CACHE_BYTES)?;
         let docs = DocStore::new(kv.clone());
         let device_key = key(&[PREFIX, "device"])?;
-        let device: DeviceRecord = match kv.get(&device_key)? {
+        let mut device: DeviceRecord = match kv.get(&device_key)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 KladError::storage(format!(
                     "The device record in {data_dir} is damaged ({e}). Restore the directory from a backup or join again on a fresh directory."
@@ -118,12 +133,25 @@ impl KladClient {
             })?,
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                let rec = DeviceRecord {
+                DeviceRecord {
                     device: format!("phone-{}", &id[..12]),
                     actor: ActorId::random().to_hex_string(),
-                };
-                kv.put(&device_key, &serde_json::to_vec(&rec).unwrap_or_default())?;
-                rec
+                    signing_seed: None,
+                }
+            }
+        };
+        let seed = match device.signing_seed.as_deref().and_then(parse_key) {
+            Some(seed) => seed,
+            None => {
+                let seed = random_seed();
+                device.signing_seed = Some(seed.iter().map(|b| format!("{b:02x}")).collect());
+                let bytes = serde_json::to_vec(&device).map_err(|e| {
+                    KladError::storage(format!(
+                        "The device record could not be written ({e}). Restart the app."
+                    ))
+                })?;
+                kv.put(&device_key, &bytes)?;
+                seed
             }
         };
         let actor = ActorId::from(
@@ -148,6 +176,7 @@ impl KladClient {
             runtime: runtime.handle().clone(),
             device: device.device,
             actor,
+            signing: DeviceKey::from_seed(seed),
             listener: Mutex::new(None),
             online_wanted: std::sync::atomic::AtomicBool::new(true),
             typing_window_ms: std::sync::atomic::AtomicU64::new(DEFAULT_TYPING_WINDOW_MS),

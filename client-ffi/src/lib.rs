@@ -22,6 +22,7 @@ mod error;
 mod net;
 mod peer;
 mod process;
+mod signing;
 mod storage;
 mod types;
 

@@ -29,10 +29,11 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     ))
 }
 
-/// The sync URL of a server for a token, device name and Automerge actor
-/// (hex; the server registers it under the member, so blame and history name
-/// them): `<ws|wss>://host/sync?token=..&device=..&actor=..`.
-pub fn sync_url(server: &url::Url, token: &str, device: &str, actor: &str) -> url::Url {
+/// The sync URL of a server for a token, device name, Automerge actor and
+/// the device's Ed25519 public key (both hex; the server registers them under
+/// the member, so blame and history name them and their signed changes can be
+/// relayed): `<ws|wss>://host/sync?token=..&device=..&actor=..&key=..`.
+pub fn sync_url(server: &url::Url, token: &str, device: &str, actor: &str, key: &str) -> url::Url {
     let mut url = server.clone();
     // http(s) base URLs are accepted too; the websocket uses ws(s).
     let scheme = match server.scheme() {
@@ -45,7 +46,8 @@ pub fn sync_url(server: &url::Url, token: &str, device: &str, actor: &str) -> ur
         .clear()
         .append_pair("token", token)
         .append_pair("device", device)
-        .append_pair("actor", actor);
+        .append_pair("actor", actor)
+        .append_pair("key", key);
     url
 }
 
@@ -61,6 +63,8 @@ pub struct WsDialer {
     pub url: url::Url,
     /// Told the server's public key (from the upgrade response) on every connect.
     pub on_public_key: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Turns one outgoing frame into the frames to send (signatures first).
+    pub sign: Arc<dyn Fn(Vec<u8>) -> Vec<Vec<u8>> + Send + Sync>,
 }
 
 impl Dialer for WsDialer {
@@ -75,6 +79,7 @@ impl Dialer for WsDialer {
     fn connect(&self) -> BoxFuture<'static, Result<Transport, DialError<ConnectError>>> {
         let url = self.url.clone();
         let on_public_key = self.on_public_key.clone();
+        let sign = self.sign.clone();
         Box::pin(async move {
             let connector = if url.scheme() == "wss" {
                 let config = tls_config()
@@ -105,9 +110,15 @@ impl Dialer for WsDialer {
                     _ => None,
                 })
             });
-            let sink = sink.with(|b: Vec<u8>| async move {
-                Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::Binary(b.into()))
-            });
+            // Each frame samod sends goes out with its change signatures first.
+            // The error type is the socket's own (the sink's), hence its size.
+            #[allow(clippy::result_large_err)]
+            let frames = move |b: Vec<u8>| {
+                futures::stream::iter(sign(b).into_iter().map(|f| {
+                    Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::Binary(f.into()))
+                }))
+            };
+            let sink = sink.with_flat_map(frames);
             // Only the server may speak as the server.
             Ok(Transport::new(Box::pin(stream), Box::pin(sink))
                 .with_expected_peer_id(PeerId::from(SERVER_PEER_ID)))

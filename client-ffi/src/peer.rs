@@ -9,23 +9,28 @@
 //! server), checks that it names the same process and a member this phone
 //! knows, and then runs the automerge-repo protocol (samod) over the link, its
 //! peer id bound to the verified member. Every frame the other phone sends is
-//! checked with klad-sync's [`check_inbound`], on this phone's own copy of the
-//! process document: changes to a document that member may not write are
-//! removed before samod sees them, counted, and reported in the link's status.
-//! A phone never accepts from a peer what the server would refuse.
+//! checked on this phone's own copy of the process document: every change is checked for its author (klad-sync's
+//! [`authorship`]: the linked member's own devices, or another member's device
+//! with that device's signature) and for what its author may write; refused
+//! changes (and what depends on them) are removed before samod sees them,
+//! counted, and reported in the link's status. A phone never accepts from a
+//! peer what the server would refuse. Signatures of relayed changes are kept,
+//! so this phone can pass them on to the server or another phone.
 //!
 //! The side whose peer id sorts first dials, the other accepts, so the app
 //! does not need to decide who starts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use automerge::{ChangeHash, ReadDoc};
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, stream};
 use klad_core::{MemberId, ProcessInfo};
-use klad_sync::access::{self, Access, Inbound, SERVER_PEER_ID, check_inbound};
+use klad_sync::access::{self, Access, SERVER_PEER_ID};
+use klad_sync::authorship::{self, Author, Refusal, Registry, Sender, Signatures};
 use klad_sync::token::{PublicKey, TokenError};
 use klad_sync::wire::{self, Hello, LinkFrame};
 use samod::{
@@ -56,6 +61,8 @@ pub trait PeerTransport: Send + Sync {
 /// verified link gets what its member may do, anybody else nothing.
 pub(crate) struct PeerGate {
     info: RwLock<Option<ProcessInfo>>,
+    /// The same, indexed for the authorship check.
+    registry: RwLock<Option<Arc<Registry>>>,
     /// Verified peers on open links: peer id → member and how many links
     /// (a phone may reconnect before its old link has been cleaned up).
     peers: Mutex<HashMap<String, (MemberId, usize)>>,
@@ -65,6 +72,7 @@ pub(crate) struct PeerGate {
 impl PeerGate {
     pub fn new(info: Option<ProcessInfo>) -> Arc<Self> {
         Arc::new(PeerGate {
+            registry: RwLock::new(info.clone().map(|i| Arc::new(Registry::new(i)))),
             info: RwLock::new(info),
             peers: Mutex::new(HashMap::new()),
             generation: watch::Sender::new(0),
@@ -73,12 +81,22 @@ impl PeerGate {
 
     /// Records the process document as it is now (members, phase).
     pub fn set_info(&self, info: ProcessInfo) {
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(Registry::new(info.clone())));
         *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(info);
         self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn info(&self) -> Option<ProcessInfo> {
         self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The process document as it is now, indexed for the authorship check.
+    pub fn registry(&self) -> Option<Arc<Registry>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A link to `peer` (speaking for `member`) has been verified.
@@ -221,13 +239,13 @@ struct VerifiedPeer {
 }
 
 /// A refusal: the sentence for this phone and the one sent to the other phone.
-struct Refusal {
+struct LinkRefusal {
     here: String,
     there: String,
 }
 
-fn refusal(here: impl Into<String>, there: impl Into<String>) -> Refusal {
-    Refusal {
+fn refusal(here: impl Into<String>, there: impl Into<String>) -> LinkRefusal {
+    LinkRefusal {
         here: here.into(),
         there: there.into(),
     }
@@ -239,7 +257,7 @@ fn verify_hello(
     key: Option<&PublicKey>,
     info: Option<&ProcessInfo>,
     own_peer_id: &str,
-) -> std::result::Result<VerifiedPeer, Refusal> {
+) -> std::result::Result<VerifiedPeer, LinkRefusal> {
     let hello: Hello = match wire::parse_link(frame) {
         Ok(LinkFrame::Hello(h)) => h,
         Ok(LinkFrame::Refused(reason)) => return Err(refusal(reason, "")),
@@ -300,16 +318,38 @@ fn verify_hello(
             id: m.id.to_string(),
             name: m.name.clone(),
             role: m.role.into(),
+            devices: m.devices.clone(),
         },
         member_id: claims.member,
     })
 }
 
-/// The sentence for changes a peer may not write.
-fn refused_sentence(peer: &Member, reason: Access) -> String {
-    let why = match reason {
-        Access::ReadOnly(r) => r.explanation(),
-        _ => "that document is not part of this process",
+/// The sentence for changes refused from a peer.
+fn refused_sentence(peer: &Member, registry: Option<&Registry>, refusal: &Refusal) -> String {
+    let name = |m: &MemberId| registry.map_or_else(|| m.to_string(), |r| r.name(m));
+    let why = match refusal {
+        Refusal::NotAllowed {
+            access: Access::ReadOnly(r),
+            author,
+        } if author.as_str() == peer.id => r.explanation().to_owned(),
+        Refusal::NotAllowed {
+            access: Access::ReadOnly(r),
+            author,
+        } => format!("they were written by {}, and {}", name(author), r.explanation()),
+        Refusal::NotAllowed { .. } => "that document is not part of this process".into(),
+        Refusal::Unsigned { owner } => format!(
+            "they were written on {}'s device and came without {}'s signature",
+            name(owner),
+            name(owner)
+        ),
+        Refusal::BadSignature { owner } => format!(
+            "they were written on {}'s device but carry a signature that is not theirs",
+            name(owner)
+        ),
+        Refusal::UnknownDevice => {
+            "they were written on a device this phone does not know yet (connect to the server to update the member list)".into()
+        }
+        Refusal::DependsOnRefused => "they build on other refused changes".into(),
     };
     format!("Changes from {}'s phone were refused: {why}.", peer.name)
 }
@@ -471,14 +511,18 @@ impl ProcessInner {
         };
         {
             let link = link.clone();
+            let shared = self.shared.clone();
             self.shared.runtime.spawn(async move {
                 while let Some(f) = from_samod.next().await {
-                    link.send(f);
+                    for f in shared.with_signatures(f) {
+                        link.send(f);
+                    }
                 }
                 link.finish("The link's sync connection ended.".into());
             });
         }
 
+        let mut signatures = Signatures::default();
         while let Some(frame) = frames.next().await {
             match wire::parse_link(&frame) {
                 Ok(LinkFrame::Sync) => {}
@@ -501,21 +545,9 @@ impl ProcessInner {
                     break;
                 }
             }
-            let mut refused = None;
-            let checked = check_inbound(&frame, |doc| {
-                let a = self.gate.access(doc, &peer.peer_id);
-                refused = Some(a);
-                a
-            });
-            let forward = match checked {
-                Ok(Inbound::Pass) => frame,
-                Ok(Inbound::Stripped { changes, frame, .. }) => {
-                    let sentence = refused_sentence(&peer.member, refused.unwrap_or(Access::None));
-                    let mut st = lock(&link.state);
-                    st.refused_changes = st.refused_changes.saturating_add(changes as u32);
-                    st.last_refusal = Some(sentence);
-                    frame
-                }
+            let forward = match self.check_link_frame(&frame, &peer, &mut signatures) {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
                 Err(e) => {
                     link.refuse(
                         format!("The other phone sent sync data this phone cannot read ({e}); the link was closed."),
@@ -524,6 +556,12 @@ impl ProcessInner {
                     break;
                 }
             };
+            if let Some((n, sentence)) = forward.1 {
+                let mut st = lock(&link.state);
+                st.refused_changes = st.refused_changes.saturating_add(n as u32);
+                st.last_refusal = Some(sentence);
+            }
+            let forward = forward.0;
             if to_samod.unbounded_send(Ok(forward)).is_err() {
                 break;
             }
@@ -532,6 +570,74 @@ impl ProcessInner {
         drop(to_samod);
         connection.close();
         self.gate.remove_peer(&peer.peer_id);
+    }
+}
+
+/// A frame to hand to samod, and (how many changes, why) when some of its
+/// changes were refused.
+type Checked = (Vec<u8>, Option<(usize, String)>);
+
+impl ProcessInner {
+    /// Checks one sync frame from a linked phone: signatures are kept for the
+    /// changes they sign (`Ok(None)`: nothing to hand to samod); every change
+    /// is checked for its author and what they may write, with this phone's
+    /// copy of the process document. Refused changes are removed.
+    fn check_link_frame(
+        &self,
+        frame: &[u8],
+        peer: &VerifiedPeer,
+        signatures: &mut Signatures,
+    ) -> std::result::Result<Option<Checked>, wire::FrameError> {
+        let parsed = wire::parse(frame)?;
+        if authorship::is_signatures(&parsed) {
+            signatures.add(authorship::parse_signatures(frame)?);
+            return Ok(None);
+        }
+        let Some(inspected) = authorship::inspect(frame)? else {
+            return Ok(Some((frame.to_vec(), None)));
+        };
+        let hashes = inspected.hashes();
+        let known: HashSet<ChangeHash> = lock(&self.handles)
+            .get(inspected.document())
+            .cloned()
+            .map(|h| {
+                h.with_document(|d| {
+                    hashes
+                        .iter()
+                        .filter(|c| d.get_change_by_hash(c).is_some())
+                        .copied()
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let registry = self.gate.registry();
+        let sender = Sender {
+            member: &peer.member_id,
+            // Only the server writes the process document.
+            may_register: false,
+        };
+        let judged = inspected.judge(registry.as_deref(), sender, signatures, &known);
+        // Keep the signatures of the relayed changes this phone accepted.
+        let relayed: Vec<_> = judged
+            .accepted
+            .iter()
+            .filter(|(_, a)| matches!(a, Author::Signed(_)))
+            .filter_map(|(h, _)| signatures.get(h).map(|s| (*h, *s)))
+            .collect();
+        self.shared.keep_signatures(&relayed);
+        signatures.used(hashes);
+        let Some((_, _, first)) = judged.refused.first() else {
+            return Ok(Some((frame.to_vec(), None)));
+        };
+        let sentence = refused_sentence(&peer.member, registry.as_deref(), first);
+        let keep: HashSet<ChangeHash> = judged
+            .accepted
+            .iter()
+            .map(|(h, _)| *h)
+            .chain(known)
+            .collect();
+        let forward = inspected.retain(frame, &keep)?;
+        Ok(Some((forward, Some((judged.refused.len(), sentence)))))
     }
 }
 

@@ -99,7 +99,7 @@ pub(crate) struct ProcessInner {
     /// other phones' tokens on a peer link.
     server_key: Mutex<Option<PublicKey>>,
     dialer: Mutex<Option<Arc<DialerHandle<ConnectError>>>>,
-    handles: Mutex<HashMap<String, DocHandle>>,
+    pub(crate) handles: Mutex<HashMap<String, DocHandle>>,
     finding: Mutex<HashSet<String>>,
     flush_scheduled: AtomicBool,
     stopped: AtomicBool,
@@ -291,11 +291,19 @@ impl ProcessInner {
             let Ok(server) = url::Url::parse(&self.server_url) else {
                 return;
             };
+            let public_key: String = self
+                .shared
+                .signing
+                .public_key()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let url = sync_url(
                 &server,
                 &self.token,
                 &self.shared.device,
                 &self.shared.actor.to_hex_string(),
+                &public_key,
             );
             // The first dial can fail on a race inside samod: retry forever, with backoff.
             let backoff = BackoffConfig {
@@ -310,10 +318,16 @@ impl ProcessInner {
                     me.remember_server_key(paserk);
                 }
             });
-            if let Ok(d) = self
-                .repo
-                .dial(backoff, Arc::new(WsDialer { url, on_public_key }))
-            {
+            let shared = self.shared.clone();
+            let sign = Arc::new(move |frame: Vec<u8>| shared.with_signatures(frame));
+            if let Ok(d) = self.repo.dial(
+                backoff,
+                Arc::new(WsDialer {
+                    url,
+                    on_public_key,
+                    sign,
+                }),
+            ) {
                 let d = Arc::new(d);
                 let me = self.clone();
                 let watched = d.clone();
@@ -927,6 +941,7 @@ impl KladProcess {
                 id: m.id.to_string(),
                 name: m.name.clone(),
                 role: m.role.into(),
+                devices: m.devices.clone(),
             })
             .collect())
     }

@@ -109,6 +109,10 @@ pub struct Member {
     pub name: String,
     /// Role.
     pub role: Role,
+    /// The Automerge actor ids (hex) of the devices they write from, as the
+    /// server registered them; a change from any other device is never
+    /// attributed to them.
+    pub devices: Vec<String>,
 }
 
 /// An article as people read it.

@@ -15,6 +15,7 @@ use automerge::transaction::Transactable;
 use automerge::{ObjType, ROOT, ReadDoc};
 use futures::{SinkExt, StreamExt};
 use klad_ffi::{KladClient, KladPeerLink, KladProcess, PeerLinkState, PeerTransport};
+use klad_sync::authorship;
 use klad_sync::wire::{self, Hello};
 use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, Transport};
 use serde_json::{Value, json};
@@ -105,6 +106,19 @@ impl Server {
     fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Registers `actor` as a device of the token's member, as a phone does
+    /// when it connects (`&actor=` on the sync URL).
+    fn register_device(&self, token: &str, actor: &automerge::ActorId) {
+        let url = format!(
+            "ws://{}/sync?token={token}&actor={}",
+            self.addr,
+            actor.to_hex_string()
+        );
+        self.runtime
+            .block_on(tokio_tungstenite::connect_async(url))
+            .expect("the device is registered");
+    }
 }
 
 /// The victim's side of the in-memory pipe: frames its link sends go to the rogue.
@@ -127,6 +141,8 @@ impl PeerTransport for ToRogue {
 /// carry changes whatever the other side's read-only flag says.
 struct Rogue {
     repo: Repo,
+    /// The Automerge actor it writes with.
+    actor: automerge::ActorId,
     runtime: tokio::runtime::Runtime,
     tamper: Arc<Mutex<Option<Tamper>>>,
 }
@@ -195,6 +211,7 @@ impl Rogue {
         });
         Rogue {
             repo,
+            actor: automerge::ActorId::random(),
             runtime,
             tamper: Arc::new(Mutex::new(None)),
         }
@@ -238,6 +255,11 @@ impl Rogue {
         let (mut in_tx, in_rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, Gone>>();
         std::thread::spawn(move || {
             while let Ok(f) = from_victim.recv() {
+                // A Klad phone consumes change signatures before samod sees
+                // them; the rogue's bare samod would stop at the unknown type.
+                if wire::parse(&f).is_ok_and(|p| authorship::is_signatures(&p)) {
+                    continue;
+                }
                 if futures::executor::block_on(in_tx.send(Ok(f))).is_err() {
                     break;
                 }
@@ -310,9 +332,11 @@ impl Rogue {
         handle
     }
 
-    /// Types into the article's body, whatever the rules say; returns the change.
-    fn type_into(handle: &samod::DocHandle, article: &str, insert: &str) -> Vec<u8> {
+    /// Types into the article's body with its own actor, whatever the rules
+    /// say; returns the change.
+    fn type_into(&self, handle: &samod::DocHandle, article: &str, insert: &str) -> Vec<u8> {
         handle.with_document(|d| {
+            d.set_actor(self.actor.clone());
             let mut tx = d.transaction();
             let (_, articles) = tx.get(ROOT, "articles").unwrap().unwrap();
             let (_, a) = tx.get(&articles, article).unwrap().unwrap();
@@ -418,10 +442,25 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
         || (s.anna.process.members().ok()?.len() == 3).then_some(()),
     );
     let token = |m: &Value| m["token"].as_str().unwrap().to_owned();
+    // Each "phone" registers its device with the server, as a phone does when
+    // it connects; Anna's phone learns them (a phone refuses changes from
+    // devices it does not know, since it cannot register them itself).
+    let olga_phone = Rogue::new(&format!("{}:rogue", olga["member_id"].as_str().unwrap()));
+    let bram_phone = Rogue::new(&format!("{}:rogue", bram["member_id"].as_str().unwrap()));
+    s.server.register_device(&token(&olga), &olga_phone.actor);
+    s.server.register_device(&token(&bram), &bram_phone.actor);
+    eventually(
+        "Anna's phone to know Olga's and Bram's devices",
+        Duration::from_secs(30),
+        || {
+            let members = s.anna.process.members().ok()?;
+            let devices: usize = members.iter().map(|m| m.devices.len()).sum();
+            (devices >= 3).then_some(())
+        },
+    );
 
     // Olga's "phone" reads the text over a link (an official may), then,
     // offline, writes into it with a tampered app, and links again.
-    let olga_phone = Rogue::new(&format!("{}:rogue", olga["member_id"].as_str().unwrap()));
     let (link, _, from_victim) = olga_phone.link(&s.anna.process, &token(&olga));
     olga_phone.connect(link.clone(), from_victim);
     eventually("the link to be up", Duration::from_secs(30), || {
@@ -432,7 +471,7 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
     link.end();
     // Anna's phone told Olga's it takes no changes to the text from her (the
     // sync protocol's read-only flag); a tampered app sends them anyway.
-    let change = Rogue::type_into(&text, &s.article, "Alle ");
+    let change = olga_phone.type_into(&text, &s.article, "Alle ");
     *olga_phone.tamper.lock().unwrap() = Some((s.text_doc.clone(), vec![change]));
 
     let (link, _, from_victim) = olga_phone.link(&s.anna.process, &token(&olga));
@@ -470,7 +509,6 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
 
     // The same tampered app with a drafter's invitation is an ordinary edit:
     // it arrives, so the refusal above is the rules at work, not a broken pipe.
-    let bram_phone = Rogue::new(&format!("{}:rogue", bram["member_id"].as_str().unwrap()));
     let (link, _, from_victim) = bram_phone.link(&s.anna.process, &token(&bram));
     bram_phone.connect(link.clone(), from_victim);
     let text = bram_phone.fetch(&s.text_doc, &s.article);
@@ -480,7 +518,7 @@ fn an_officials_text_edit_over_a_peer_link_is_refused_and_a_drafters_is_not() {
         || (rogue_body(&text, &s.article)? == format!("Alle {BODY}")).then_some(()),
     );
     link.end();
-    Rogue::type_into(&text, &s.article, "Echt ");
+    bram_phone.type_into(&text, &s.article, "Echt ");
     let (link, _, from_victim) = bram_phone.link(&s.anna.process, &token(&bram));
     bram_phone.connect(link.clone(), from_victim);
     eventually(

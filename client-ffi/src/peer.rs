@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, stream};
 use klad_core::{MemberId, ProcessInfo};
 use klad_sync::access::{self, Access, SERVER_PEER_ID};
-use klad_sync::authorship::{self, Author, Refusal, Registry, Sender, Signatures};
+use klad_sync::authorship::{self, Refusal, Registry, Sender, Signatures};
 use klad_sync::token::{PublicKey, TokenError};
 use klad_sync::wire::{self, Hello, LinkFrame};
 use samod::{
@@ -617,14 +617,25 @@ impl ProcessInner {
             may_register: false,
         };
         let judged = inspected.judge(registry.as_deref(), sender, signatures, &known);
-        // Keep the signatures of the relayed changes this phone accepted.
-        let relayed: Vec<_> = judged
-            .accepted
+        // Keep the valid signatures of the changes this phone accepted (the
+        // linked phone's own as well as those it relayed), so this phone can
+        // pass them on: to the server they are other members' changes.
+        let accepted: HashSet<ChangeHash> = judged.accepted.iter().map(|(h, _)| *h).collect();
+        let relayable: Vec<_> = inspected
+            .changes()
             .iter()
-            .filter(|(_, a)| matches!(a, Author::Signed(_)))
-            .filter_map(|(h, _)| signatures.get(h).map(|s| (*h, *s)))
+            .filter(|c| accepted.contains(&c.hash()))
+            .filter_map(|c| {
+                let hash = c.hash();
+                let sig = signatures.get(&hash)?;
+                let key = registry
+                    .as_deref()?
+                    .device(&c.actor_id().to_hex_string())?
+                    .key?;
+                authorship::verify(&key, &hash, sig).then_some((hash, *sig))
+            })
             .collect();
-        self.shared.keep_signatures(&relayed);
+        self.shared.keep_signatures(&relayable);
         signatures.used(hashes);
         let Some((_, _, first)) = judged.refused.first() else {
             return Ok(Some((frame.to_vec(), None)));

@@ -2,6 +2,7 @@
 (an in-memory pipe), then one of them syncs with the server and a third phone
 receives the other phone's edits through it. A forged invitation is refused.
 
+Bram's comment reaches the server through Anna's phone, signed by Bram's.
 (An official's phone sending a text edit over a link is refused as well; that
 needs a peer that bypasses klad-ffi's own checks, so it is tested in Rust:
 client-ffi/tests/peer_link.rs.)"""
@@ -111,11 +112,14 @@ def test_two_phones_sync_over_a_peer_link_then_a_third_gets_it_through_the_serve
                lambda: body_of(carla) == expected)
     assert not bram.sync_status().online, "Bram never connected to the server"
     # Bram's comment lives in his own contributions document, which only he
-    # may write to the server: it arrives when his own phone connects.
-    assert carla.threads(None) == []
-    bram_c.set_online(True)
-    eventually("Bram's comment to arrive once Bram connects",
+    # may write; Anna's phone relays it with the signature Bram's phone put on
+    # it, so it reaches the server (and Carla) attributed to Bram.
+    eventually("Bram's comment to reach Carla through Anna",
                lambda: [t.id for t in carla.threads(None)] == [thread])
+    assert carla.threads(None)[0].author.name == "Bram"
+    bram_c.set_online(True)
+    eventually("Bram's phone to be all on the server", lambda: bram.sync_status().all_on_server)
+    assert [t.id for t in carla.threads(None)] == [thread]
 
 
 def cbor_head(major, n):

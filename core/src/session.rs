@@ -280,6 +280,25 @@ impl Session {
         self.docs.text.edit_text(now_ms, id, false, splices)
     }
 
+    /// Applies keystroke batches typed against the text as it was at `heads`
+    /// (see [`TextDoc::edit_text_at`]): one change per `(article, heading?,
+    /// splices)`, merged into the text. Returns the new changes; on an error
+    /// nothing is applied.
+    pub fn edit_text_at(
+        &mut self,
+        now_ms: i64,
+        heads: &[automerge::ChangeHash],
+        edits: &[(ArticleId, bool, Vec<Splice>)],
+    ) -> Result<Vec<automerge::Change>> {
+        self.check(Action::EditText)?;
+        self.docs.text.edit_text_at(now_ms, heads, edits)
+    }
+
+    /// Checks that this member may type into the text now.
+    pub fn may_edit_text(&self) -> Result<()> {
+        self.check(Action::EditText).map(|_| ())
+    }
+
     /// Applies edits to an article heading as one change.
     pub fn edit_heading(&mut self, now_ms: i64, id: &ArticleId, splices: &[Splice]) -> Result<()> {
         self.check(Action::EditText)?;

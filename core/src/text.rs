@@ -4,7 +4,9 @@
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 
-use crate::document::{DocKind, get_bool, get_obj, get_str, klad_document, transact, write_header};
+use crate::document::{
+    DocKind, KladDocument, get_bool, get_obj, get_str, klad_document, transact, write_header,
+};
 use crate::error::{Error, Result};
 use crate::ids::{ArticleId, ProcessId};
 use crate::order;
@@ -28,6 +30,12 @@ pub(crate) struct StoredArticle {
     pub obj: ObjId,
     pub position: String,
     pub removed: bool,
+}
+
+fn unknown_version() -> Error {
+    Error::NotFound(
+        "That version of the text is not on this device (it names changes this device does not have); read the text again and retry.".into(),
+    )
 }
 
 /// The text document.
@@ -177,6 +185,74 @@ impl TextDoc {
         Ok(self.doc.text(self.body_obj(id)?)?)
     }
 
+    /// The heading (`heading`) or body of an article as it was at `heads`
+    /// (a version of this document).
+    pub fn field_at(
+        &self,
+        heads: &[automerge::ChangeHash],
+        id: &ArticleId,
+        heading: bool,
+    ) -> Result<String> {
+        if heads == self.doc.get_heads().as_slice() {
+            return if heading {
+                self.heading(id)
+            } else {
+                self.body(id)
+            };
+        }
+        let then =
+            TextDoc::from_automerge(self.doc.fork_at(heads).map_err(|_| unknown_version())?)?;
+        if heading {
+            then.heading(id)
+        } else {
+            then.body(id)
+        }
+    }
+
+    /// Applies keystroke batches typed against the text as it was at `heads`
+    /// (each `(article, heading?, splices)` becomes one change, in order) and
+    /// merges them into the text: a change that arrived since `heads` never
+    /// moves them. Returns the new changes. On an error nothing is applied.
+    pub fn edit_text_at(
+        &mut self,
+        now_ms: i64,
+        heads: &[automerge::ChangeHash],
+        edits: &[(ArticleId, bool, Vec<Splice>)],
+    ) -> Result<Vec<automerge::Change>> {
+        let before = self.doc.get_heads();
+        if heads == before.as_slice() {
+            for (id, heading, splices) in edits {
+                if let Err(e) = self.edit_text(now_ms, id, *heading, splices) {
+                    self.rollback(&before)?;
+                    return Err(e);
+                }
+            }
+            return Ok(self.doc.get_changes(&before));
+        }
+        let mut then =
+            TextDoc::from_automerge(self.doc.fork_at(heads).map_err(|_| unknown_version())?)?;
+        then.doc.set_actor(self.doc.get_actor().clone());
+        for (id, heading, splices) in edits {
+            then.edit_text(now_ms, id, *heading, splices)?;
+        }
+        let new = self.doc.get_changes_added(&then.doc);
+        self.automerge_mut().apply_changes(new.clone())?;
+        Ok(new)
+    }
+
+    /// Forgets every change made after `heads` (changes made here that could
+    /// not be stored): the document becomes what it was at `heads`.
+    pub fn rollback(&mut self, heads: &[automerge::ChangeHash]) -> Result<()> {
+        if heads == self.doc.get_heads().as_slice() {
+            return Ok(());
+        }
+        let actor = self.doc.get_actor().clone();
+        let mut then = self.doc.fork_at(heads).map_err(|_| unknown_version())?;
+        then.set_actor(actor);
+        *self.automerge_mut() = then;
+        Ok(())
+    }
+
     /// The length of an article's body in characters.
     pub fn body_len(&self, id: &ArticleId) -> Result<usize> {
         Ok(self.doc.length(self.body_obj(id)?))
@@ -275,12 +351,23 @@ impl TextDoc {
     /// Checks every splice against the text as it will be when it is applied.
     /// Checks that every splice falls inside the text (of `len` characters,
     /// as the earlier splices leave it); returns the length after all of them.
-    fn check_splices(len: usize, splices: &[Splice]) -> Result<usize> {
+    /// Checks `splices` against a body of `len` characters, applied in
+    /// order; the body's length after them, or the sentence saying which
+    /// edit falls outside it.
+    pub fn check_splices(len: usize, splices: &[Splice]) -> Result<usize> {
+        Self::check_field(len, false, splices)
+    }
+
+    /// Checks `splices` against a heading (`heading`) or body of `len`
+    /// characters, applied in order; its length after them, or the sentence
+    /// saying which edit falls outside it.
+    pub fn check_field(len: usize, heading: bool, splices: &[Splice]) -> Result<usize> {
+        let what = if heading { "heading" } else { "text" };
         let mut len = len;
         for s in splices {
             if s.pos > len || s.delete > len - s.pos {
                 return Err(Error::InvalidInput(format!(
-                    "The edit at character {} deleting {} characters falls outside the text, which is {len} characters long; refresh and try again.",
+                    "The edit at character {} deleting {} characters falls outside the {what}, which is {len} characters long; refresh and try again.",
                     s.pos, s.delete
                 )));
             }
@@ -307,7 +394,7 @@ impl TextDoc {
             ("edit body", objs.body, 1)
         };
         let len = objs.lengths[field].unwrap_or_else(|| self.doc.length(&obj));
-        let new_len = Self::check_splices(len, splices)?;
+        let new_len = Self::check_field(len, heading, splices)?;
         // The message stays short: it is stored in every keystroke batch.
         transact(&mut self.doc, now_ms, message, |tx| {
             for s in splices {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use futures::StreamExt;
+use klad_client::{Keystroke, Prepared, Typing};
 use klad_core::document::KladDocument;
-use klad_core::rules::{Action, may};
 use klad_core::store::{INCREMENTAL, Key, KvStore};
 use klad_core::{
     ArticleId, ContributionId, ContributionsDoc, MemberId, ProcessDoc, ProcessDocs, ProcessInfo,
@@ -23,7 +23,6 @@ use klad_core::{
 use klad_sync::access::peer_id_for;
 use klad_sync::token::PublicKey;
 use samod::{BackoffConfig, DialerHandle, DocHandle, DocumentId, PeerId, Repo};
-use serde::{Deserialize, Serialize};
 
 use crate::client::{JoinRecord, Shared, key, lock};
 use crate::error::{KladError, Result};
@@ -39,18 +38,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// One keystroke batch waiting in the write-ahead record.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct PendingSplice {
-    article: String,
-    /// Typed into the heading (otherwise the body).
-    #[serde(default)]
-    heading: bool,
-    pos: usize,
-    delete: usize,
-    insert: String,
-}
-
 /// Which document of the process a document id is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Which {
@@ -63,9 +50,9 @@ struct State {
     session: Session,
     /// Heads up to which each document's changes are known to be stored.
     saved: HashMap<String, Vec<ChangeHash>>,
-    /// Typing not yet committed, in order, with its write-ahead key.
-    pending: Vec<(Key, PendingSplice)>,
-    next_seq: u64,
+    /// Typing not yet committed (klad-client's typing journal; each
+    /// keystroke's entry is stored under [`journal_key`]).
+    typing: Typing,
     /// Per document: heads the server has acknowledged (after storing them).
     acked: HashMap<String, Vec<ChangeHash>>,
     last_status: Option<SyncStatus>,
@@ -74,9 +61,6 @@ struct State {
     /// This device's changes the server lacks, with the heads and
     /// acknowledged heads it was counted at (recounted when they move).
     unsynced: Option<(Vec<Vec<ChangeHash>>, u32)>,
-    /// Per (article, heading?): the text with the pending typing applied and
-    /// its length in characters, kept up to date keystroke by keystroke.
-    typed: HashMap<(String, bool), (String, usize)>,
 }
 
 /// A process this phone has joined. Safe to use from any thread.
@@ -166,20 +150,26 @@ impl ProcessInner {
                 acked.insert(doc.clone(), heads);
             }
         }
-        // Typing that was on disk but not yet committed when the app stopped.
-        let mut pending = Vec::new();
-        let mut next_seq = 0;
+        // Typing that was on disk but not yet committed when the app stopped:
+        // each entry knows the version it was typed into, so the first commit
+        // places it there, whatever arrived since.
+        let mut journal = Vec::new();
         for (k, v) in shared
             .kv
             .scan_prefix(&key(&[PREFIX, "pending", &rec.process_id])?)?
         {
-            if let Some(seq) = k.components().get(3).and_then(|s| s.parse::<u64>().ok()) {
-                next_seq = next_seq.max(seq + 1);
-            }
-            if let Ok(p) = serde_json::from_slice::<PendingSplice>(&v) {
-                pending.push((k, p));
-            }
+            let Some(seq) = k.components().get(3).and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
+            let mut entry: Keystroke = serde_json::from_slice(&v).map_err(|e| {
+                KladError::storage(format!(
+                    "A typing record in the data directory is damaged ({e}). Restore the directory from a backup."
+                ))
+            })?;
+            entry.seq = seq;
+            journal.push(entry);
         }
+        let typing = Typing::restore(journal, &session.docs().text.heads());
         let peer_id = peer_id_for(&member, Some(&shared.device));
         let storage = PhoneStorage::new(shared.kv.clone());
         let gate = PeerGate::new(session.docs().process.info().ok());
@@ -205,13 +195,11 @@ impl ProcessInner {
             state: Mutex::new(State {
                 session,
                 saved,
-                pending,
-                next_seq,
+                typing,
                 acked,
                 last_status: None,
                 docs: Vec::new(),
                 unsynced: None,
-                typed: HashMap::new(),
             }),
             repo,
             gate,
@@ -474,7 +462,7 @@ impl ProcessInner {
             // Typing is positioned on the text as it is now: commit it before
             // changes from elsewhere move the text (and only then, so that sync
             // traffic such as acknowledgements never cuts a typing window short).
-            if which == Which::Text && !st.pending.is_empty() {
+            if which == Which::Text && !st.typing.is_empty() {
                 let text = st.session.docs().text.automerge();
                 let incoming = handle.with_document(|d| {
                     d.get_heads()
@@ -500,8 +488,15 @@ impl ProcessInner {
                 let ok = mine.apply_changes(incoming).is_ok();
                 changed = ok && mine.get_heads() != before;
                 if changed {
-                    let heads = mine.get_heads();
-                    st.saved.insert(doc_id.to_owned(), heads);
+                    // samod stores what it receives, in the background. The
+                    // text's changes are stored by this phone as well before
+                    // typing is placed on them (`persist_text`): a journal
+                    // entry names the text it was typed into, and a replay
+                    // needs that text on disk.
+                    if which != Which::Text {
+                        let heads = mine.get_heads();
+                        st.saved.insert(doc_id.to_owned(), heads);
+                    }
                     if which == Which::Process {
                         // Read every member once, for everything that depends on them.
                         new_info = st.session.docs().process.info().ok();
@@ -645,7 +640,7 @@ impl ProcessInner {
                 n
             }
         };
-        let unsynced = committed + u32::from(!st.pending.is_empty());
+        let unsynced = committed + u32::from(!st.typing.is_empty());
         SyncStatus {
             online,
             unsynced_changes: unsynced,
@@ -728,68 +723,59 @@ impl ProcessInner {
         self.notify_status();
     }
 
-    /// Turns the pending typing into one change per article, stored in the
-    /// same atomic batch that removes it from the write-ahead record.
+    /// Turns the pending typing into changes (one per run of keystrokes in
+    /// one field, placed at the version they were typed into), stored in the
+    /// same atomic batch that removes their journal entries. If storing fails
+    /// the changes leave the text again and the typing stays in the journal.
     fn flush_pending(&self, st: &mut State) -> Result<()> {
-        if st.pending.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut st.pending);
-        st.typed.clear();
-        let text_doc = st
-            .docs
-            .iter()
-            .find(|(_, w)| *w == Which::Text)
-            .map(|(id, _)| id.clone())
-            .ok_or_else(|| {
-                KladError::not_found(
-                    "The text of this process has not arrived on this phone yet; connect to sync it.",
-                )
-            })?;
-        let before = st.session.docs().text.heads();
-        let now = now_ms();
-        // Consecutive keystrokes in one field of one article become one change.
-        let mut groups: Vec<((String, bool), Vec<Splice>)> = Vec::new();
-        for (_, p) in &pending {
-            let s = Splice {
-                pos: p.pos,
-                delete: p.delete,
-                insert: p.insert.clone(),
+        while !st.typing.is_empty() {
+            let text_doc = st
+                .docs
+                .iter()
+                .find(|(_, w)| *w == Which::Text)
+                .map(|(id, _)| id.clone())
+                .ok_or_else(|| {
+                    KladError::not_found(
+                        "The text of this process has not arrived on this phone yet; connect to sync it.",
+                    )
+                })?;
+            let State {
+                typing, session, ..
+            } = st;
+            let Some(commit) = typing.commit(session, now_ms())? else {
+                return Ok(());
             };
-            let field = (p.article.clone(), p.heading);
-            match groups.last_mut() {
-                Some((f, v)) if *f == field => v.push(s),
-                _ => groups.push((field, vec![s])),
+            // The store's layout (see klad_core::store::DocStore): a single
+            // change is kept under its hash.
+            let mut puts = Vec::new();
+            for c in &commit.changes {
+                puts.push((
+                    key(&[text_doc.as_str(), INCREMENTAL, &c.hash().to_string()])?,
+                    c.raw_bytes().to_vec(),
+                ));
             }
+            let mut deletes = Vec::new();
+            for seq in &commit.seqs {
+                deletes.push(self.journal_key(*seq)?);
+            }
+            if let Err(e) = self.shared.kv.write_batch(&puts, &deletes) {
+                st.typing.abandon(&mut st.session, commit)?;
+                return Err(e.into());
+            }
+            if st.saved.get(text_doc.as_str()) == Some(&commit.before) {
+                st.saved
+                    .insert(text_doc.clone(), st.session.docs().text.heads());
+            }
+            let changes = commit.changes.clone();
+            st.typing.committed(commit);
+            self.push(text_doc.as_str(), changes);
         }
-        for ((article, heading), splices) in groups {
-            // Each keystroke was checked when it was typed; nothing from
-            // elsewhere was merged since, so this cannot fail but for a bug.
-            let article = ArticleId::from(article);
-            let _ = if heading {
-                st.session.edit_heading(now, &article, &splices)
-            } else {
-                st.session.edit_body(now, &article, &splices)
-            };
-        }
-        let text = st.session.docs().text.automerge();
-        let changes = text.get_changes(&before);
-        // The store's layout (see klad_core::store::DocStore): a single change
-        // is kept under its hash.
-        let mut puts = Vec::new();
-        for c in &changes {
-            puts.push((
-                key(&[text_doc.as_str(), INCREMENTAL, &c.hash().to_string()])?,
-                c.raw_bytes().to_vec(),
-            ));
-        }
-        let deletes: Vec<Key> = pending.iter().map(|(k, _)| k.clone()).collect();
-        self.shared.kv.write_batch(&puts, &deletes)?;
-        if st.saved.get(text_doc.as_str()) == Some(&before) {
-            st.saved.insert(text_doc.to_string(), text.get_heads());
-        }
-        self.push(text_doc.as_str(), changes);
         Ok(())
+    }
+
+    /// Where the journal keeps keystroke `seq`.
+    fn journal_key(&self, seq: u64) -> Result<Key> {
+        key(&[PREFIX, "pending", &self.process_id, &format!("{seq:020}")])
     }
 
     pub fn commit(&self) -> Result<()> {
@@ -814,28 +800,12 @@ impl ProcessInner {
         });
     }
 
-    /// The heading or body of an article with the pending typing applied.
-    fn with_pending(st: &State, article: &ArticleId, heading: bool) -> Result<String> {
-        let text = &st.session.docs().text;
-        let mut out = if heading {
-            text.heading(article)?
-        } else {
-            text.body(article)?
-        };
-        for (_, p) in st
-            .pending
-            .iter()
-            .filter(|(_, p)| p.article == article.0 && p.heading == heading)
-        {
-            out = apply_splice(&out, p.pos, p.delete, &p.insert);
-        }
-        Ok(out)
-    }
-
-    /// One keystroke (or paste) into an article's heading or body: checked
-    /// like the session would, then written to the write-ahead record.
-    fn type_keystroke(
+    /// One keystroke (or paste) into an article's heading or body, typed
+    /// into `version` of the text (`None`: the text as shown now): checked by
+    /// klad-client and klad-core, then written to the journal before it returns.
+    pub(crate) fn type_keystroke(
         self: &Arc<Self>,
+        version: Option<Vec<ChangeHash>>,
         id: String,
         heading: bool,
         pos: u32,
@@ -844,70 +814,93 @@ impl ProcessInner {
     ) -> Result<()> {
         {
             let mut st = lock(&self.state);
-            let (role, phase) = st.session.docs().process.role_and_phase(&self.member)?;
-            may(role, phase, Action::EditText).map_err(klad_core::Error::from)?;
-            let a = article(&id);
-            if !st.session.docs().text.article_ids().contains(&a) {
-                // The text's own sentence (missing or removed article).
-                st.session.docs().text.body(&a)?;
-                return Err(KladError::not_found(format!(
-                    "The article {id} has been removed from the text; it can no longer be changed or commented on."
-                )));
-            }
-            let field = (id.clone(), heading);
-            let (typed, len) = match st.typed.remove(&field) {
-                Some(t) => t,
-                None => {
-                    let t = Self::with_pending(&st, &a, heading)?;
-                    let n = t.chars().count();
-                    (t, n)
-                }
-            };
-            let (pos, delete) = (pos as usize, delete as usize);
-            if pos > len || delete > len - pos {
-                let what = if heading { "heading" } else { "text" };
-                st.typed.insert(field, (typed, len));
-                return Err(KladError::invalid(format!(
-                    "The edit at character {pos} deleting {delete} characters falls outside the {what}, which is {len} characters long; refresh and try again."
-                )));
-            }
-            let seq = st.next_seq;
-            let k = key(&[PREFIX, "pending", &self.process_id, &format!("{seq:020}")])?;
-            let now_typed = (
-                apply_splice(&typed, pos, delete, &insert),
-                len - delete + insert.chars().count(),
-            );
-            let p = PendingSplice {
-                article: id,
-                heading,
-                pos,
-                delete,
+            let splice = Splice {
+                pos: pos as usize,
+                delete: delete as usize,
                 insert,
             };
-            if let Err(e) = self
-                .shared
-                .kv
-                .put(&k, &serde_json::to_vec(&p).unwrap_or_default())
-            {
-                st.typed.insert(field, (typed, len));
-                return Err(e.into());
+            let mut prepared = st.typing.prepare(
+                &st.session,
+                version.as_deref(),
+                &id,
+                heading,
+                splice.clone(),
+            )?;
+            if prepared == Prepared::CommitFirst {
+                self.flush_pending(&mut st)?;
+                prepared =
+                    st.typing
+                        .prepare(&st.session, version.as_deref(), &id, heading, splice)?;
             }
-            st.next_seq += 1;
-            st.pending.push((k, p));
-            st.typed.insert(field, now_typed);
+            let Prepared::Append(k) = prepared else {
+                return Err(KladError::storage(
+                    "Typing into an older version of the text could not be committed first; read the text again and retry.",
+                ));
+            };
+            if st.typing.is_empty() {
+                // The text this typing applies at must be on disk before the
+                // journal names it (a replay forks at it).
+                self.persist_text(&mut st)?;
+            }
+            let bytes = serde_json::to_vec(&k).map_err(|e| {
+                KladError::storage(format!("The keystroke could not be recorded ({e})."))
+            })?;
+            self.shared.kv.put(&self.journal_key(k.seq)?, &bytes)?;
+            let State {
+                typing, session, ..
+            } = &mut *st;
+            typing.accept(&session.docs().text, k)?;
         }
         self.schedule_flush();
         self.after_local_change();
         Ok(())
     }
+
+    /// Stores the text's changes (from anywhere) that are not stored yet.
+    fn persist_text(&self, st: &mut State) -> Result<()> {
+        let Some(text_doc) = st
+            .docs
+            .iter()
+            .find(|(_, w)| *w == Which::Text)
+            .map(|(id, _)| id.clone())
+        else {
+            return Ok(());
+        };
+        let doc = st.session.docs().text.automerge();
+        let since = st.saved.get(&text_doc).cloned().unwrap_or_default();
+        if doc.get_heads() != since {
+            let heads = self.shared.docs.save_incremental(&text_doc, doc, &since)?;
+            st.saved.insert(text_doc, heads);
+        }
+        Ok(())
+    }
+
+    /// The version of the text as shown now (after committing typing into
+    /// an older version), as text: the heads in hex, comma-separated.
+    fn text_version(&self, st: &mut State) -> Result<String> {
+        if st.typing.is_stale(&st.session.docs().text) {
+            self.flush_pending(st)?;
+        }
+        let v = st.typing.version(&st.session.docs().text);
+        Ok(v.iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(","))
+    }
 }
 
-/// `text` with `delete` characters at character `pos` replaced by `insert`.
-fn apply_splice(text: &str, pos: usize, delete: usize, insert: &str) -> String {
-    let mut out: String = text.chars().take(pos).collect();
-    out.push_str(insert);
-    out.extend(text.chars().skip(pos + delete));
-    out
+/// Reads a version handed out by `articles_with_version`.
+fn parse_version(v: &str) -> Result<Vec<ChangeHash>> {
+    v.split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            h.parse::<ChangeHash>().map_err(|_| {
+                KladError::invalid(
+                    "The text version is not one this library handed out; read the text again and pass its version.",
+                )
+            })
+        })
+        .collect()
 }
 
 fn article(id: &str) -> ArticleId {
@@ -973,21 +966,34 @@ impl KladProcess {
 
     /// The articles in order, with typing not yet committed included.
     pub fn articles(&self) -> Result<Vec<Article>> {
-        let st = lock(&self.inner.state);
+        Ok(self.articles_with_version()?.articles)
+    }
+
+    /// The articles in order (typing not yet committed included) and the
+    /// version of the text they show. Pass the version back with every
+    /// keystroke typed into what you show (`edit_body_at`, `edit_heading_at`),
+    /// so a change from another phone arriving meanwhile never moves it; read
+    /// again (and take the new version) whenever you refresh the screen.
+    pub fn articles_with_version(&self) -> Result<TextSnapshot> {
+        let mut st = lock(&self.inner.state);
+        let version = self.inner.text_version(&mut st)?;
         let mut out: Vec<Article> = views::articles(st.session.docs())
             .into_iter()
             .map(Article::from)
             .collect();
         // Typing not yet committed shows as typed.
         for a in &mut out {
-            if let Some((t, _)) = st.typed.get(&(a.id.clone(), true)) {
-                a.heading = t.clone();
+            if let Some(t) = st.typing.typed(&a.id, true) {
+                a.heading = t.to_owned();
             }
-            if let Some((t, _)) = st.typed.get(&(a.id.clone(), false)) {
-                a.body = t.clone();
+            if let Some(t) = st.typing.typed(&a.id, false) {
+                a.body = t.to_owned();
             }
         }
-        Ok(out)
+        Ok(TextSnapshot {
+            version,
+            articles: out,
+        })
     }
 
     /// Adds an article after `after` (or at the start); returns its id.
@@ -1016,17 +1022,58 @@ impl KladProcess {
             .write(|s, now| s.remove_article(now, &article(&id)))
     }
 
-    /// One keystroke (or paste) in an article heading: at character `pos`,
-    /// delete `delete` characters and insert `insert`. Coalesced like `edit_body`.
-    pub fn edit_heading(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
-        self.inner.type_keystroke(id, true, pos, delete, insert)
+    /// One keystroke (or paste) in an article heading, typed into the text as
+    /// `articles_with_version` showed it at `version`. Coalesced like `edit_body_at`.
+    pub fn edit_heading_at(
+        &self,
+        version: String,
+        id: String,
+        pos: u32,
+        delete: u32,
+        insert: String,
+    ) -> Result<()> {
+        let v = parse_version(&version)?;
+        self.inner
+            .type_keystroke(Some(v), id, true, pos, delete, insert)
     }
 
-    /// One keystroke (or paste) in an article body: at character `pos`,
-    /// delete `delete` characters and insert `insert`. On disk when it
-    /// returns; becomes part of one change per typing window (or at `commit`).
+    /// One keystroke (or paste) in an article body, typed into the text as
+    /// `articles_with_version` showed it at `version` (plus your own typing
+    /// since): at character `pos`, delete `delete` characters and insert
+    /// `insert`. It lands where it was typed even if another phone's change
+    /// arrived meanwhile. On disk when it returns; becomes part of one change
+    /// per typing window (or at `commit`).
+    pub fn edit_body_at(
+        &self,
+        version: String,
+        id: String,
+        pos: u32,
+        delete: u32,
+        insert: String,
+    ) -> Result<()> {
+        let v = parse_version(&version)?;
+        self.inner
+            .type_keystroke(Some(v), id, false, pos, delete, insert)
+    }
+
+    /// One keystroke in an article heading, at a position in the text as
+    /// this phone shows it at the moment of the call. Unsafe while others
+    /// edit the same article: a change arriving between reading the text and
+    /// this call moves the keystroke. Use `edit_heading_at`; this call stays
+    /// for one release.
+    pub fn edit_heading(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
+        self.inner
+            .type_keystroke(None, id, true, pos, delete, insert)
+    }
+
+    /// One keystroke in an article body, at a position in the text as this
+    /// phone shows it at the moment of the call. Unsafe while others edit
+    /// the same article: a change arriving between reading the text and this
+    /// call moves the keystroke. Use `edit_body_at`; this call stays for one
+    /// release.
     pub fn edit_body(&self, id: String, pos: u32, delete: u32, insert: String) -> Result<()> {
-        self.inner.type_keystroke(id, false, pos, delete, insert)
+        self.inner
+            .type_keystroke(None, id, false, pos, delete, insert)
     }
 
     // ---- contributions ----
@@ -1193,18 +1240,5 @@ impl KladProcess {
         let mut st = lock(&self.inner.state);
         self.inner.flush_pending(&mut st)?;
         f(st.session.docs())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::apply_splice;
-
-    #[test]
-    fn pending_typing_is_applied_by_character_not_byte() {
-        assert_eq!(apply_splice("café au lait", 4, 0, "!"), "café! au lait");
-        assert_eq!(apply_splice("café au lait", 3, 1, "e"), "cafe au lait");
-        assert_eq!(apply_splice("", 0, 0, "ä"), "ä");
-        assert_eq!(apply_splice("abc", 3, 0, "d"), "abcd");
     }
 }

@@ -115,6 +115,16 @@ pub struct Member {
     pub devices: Vec<String>,
 }
 
+/// The articles as this phone shows them, with the version of the text they
+/// show (pass it back with keystrokes typed into them).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct TextSnapshot {
+    /// The version of the text (opaque; hand it back unchanged).
+    pub version: String,
+    /// The articles in order.
+    pub articles: Vec<Article>,
+}
+
 /// An article as people read it.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct Article {

@@ -983,11 +983,11 @@ impl KladProcess {
             .collect();
         // Typing not yet committed shows as typed.
         for a in &mut out {
-            if let Some(t) = st.typing.typed(&a.id, true) {
-                a.heading = t.to_owned();
+            if let Some(t) = st.typing.typed(&st.session.docs().text, &a.id, true) {
+                a.heading = t;
             }
-            if let Some(t) = st.typing.typed(&a.id, false) {
-                a.body = t.to_owned();
+            if let Some(t) = st.typing.typed(&st.session.docs().text, &a.id, false) {
+                a.body = t;
             }
         }
         Ok(TextSnapshot {

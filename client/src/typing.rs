@@ -76,6 +76,8 @@ pub struct Commit {
     pub before: Vec<ChangeHash>,
     version: Vec<ChangeHash>,
     after: Vec<ChangeHash>,
+    /// The typing went onto a text that had changed since its version.
+    moved: bool,
 }
 
 /// The typing of one phone into one process's text.
@@ -88,8 +90,13 @@ pub struct Typing {
     /// Per field with pending typing: the field's text with it applied, and
     /// that text's length in characters.
     typed: HashMap<(String, bool), (String, usize)>,
-    /// Versions whose typing was committed, with the heads after it (newest last).
+    /// Versions whose typing was committed onto the text as it was, with the
+    /// heads after it (newest last): typing into them again goes on top.
     after: Vec<(Vec<ChangeHash>, Vec<ChangeHash>)>,
+    /// Versions whose typing was committed onto a text that had changed
+    /// since (newest last): no set of heads describes what the app shows
+    /// for them any more, so typing into them again is refused (read again).
+    superseded: Vec<Vec<ChangeHash>>,
 }
 
 impl Typing {
@@ -113,6 +120,7 @@ impl Typing {
             next_seq,
             typed: HashMap::new(),
             after: Vec::new(),
+            superseded: Vec::new(),
         }
     }
 
@@ -155,11 +163,23 @@ impl Typing {
         }
     }
 
-    /// A field's text with the pending typing applied, if it has any.
-    pub fn typed(&self, article: &str, heading: bool) -> Option<&str> {
-        self.typed
-            .get(&(article.to_owned(), heading))
-            .map(|(t, _)| t.as_str())
+    /// A field's text with the pending typing applied, if it has any (also
+    /// right after a restore, before the replay has committed it).
+    pub fn typed(&self, text: &TextDoc, article: &str, heading: bool) -> Option<String> {
+        if let Some((t, _)) = self.typed.get(&(article.to_owned(), heading)) {
+            return Some(t.clone());
+        }
+        let (_, base) = self.group()?;
+        let group = self.pending.iter().take_while(|k| k.base == base);
+        if !group
+            .into_iter()
+            .any(|k| k.article == article && k.heading == heading)
+        {
+            return None;
+        }
+        self.field_text(text, article, heading, base)
+            .ok()
+            .map(|(t, _)| t)
     }
 
     /// Checks one keystroke typed into `version` of the text (`None`: the
@@ -198,6 +218,11 @@ impl Typing {
         let base = match self.group() {
             Some((v, b)) if v == version.as_slice() => b.to_vec(),
             Some(_) => return Ok(Prepared::CommitFirst),
+            None if self.superseded.contains(&version) => {
+                return Err(Error::InvalidInput(
+                    "The text has changed since it was read, and your typing into it has been saved; read the text again and type on in what it shows now.".into(),
+                ));
+            }
             None => self.after_of(&version).unwrap_or_else(|| version.clone()),
         };
         let len = match self.typed.get(&(article.to_owned(), heading)) {
@@ -271,6 +296,7 @@ impl Typing {
             }
         }
         let seqs: Vec<u64> = group.iter().map(|k| k.seq).collect();
+        let moved = base != before;
         let changes = session.edit_text_at(now_ms, &base, &edits)?;
         let after = changes.last().map_or(base, |c| vec![c.hash()]);
         Ok(Some(Commit {
@@ -279,6 +305,7 @@ impl Typing {
             before,
             version,
             after,
+            moved,
         }))
     }
 
@@ -287,9 +314,17 @@ impl Typing {
         self.pending.retain(|k| !c.seqs.contains(&k.seq));
         self.typed.clear();
         self.after.retain(|(v, _)| *v != c.version);
-        self.after.push((c.version, c.after));
-        if self.after.len() > REMEMBERED_VERSIONS {
-            self.after.remove(0);
+        self.superseded.retain(|v| *v != c.version);
+        if c.moved {
+            self.superseded.push(c.version);
+            if self.superseded.len() > REMEMBERED_VERSIONS {
+                self.superseded.remove(0);
+            }
+        } else {
+            self.after.push((c.version, c.after));
+            if self.after.len() > REMEMBERED_VERSIONS {
+                self.after.remove(0);
+            }
         }
     }
 

@@ -193,26 +193,35 @@ impl TextDoc {
         id: &ArticleId,
         heading: bool,
     ) -> Result<String> {
+        let objs = self.article_objs(id)?;
+        let obj = if heading { &objs.heading } else { &objs.body };
         if heads == self.doc.get_heads().as_slice() {
-            return if heading {
-                self.heading(id)
-            } else {
-                self.body(id)
-            };
+            return Ok(self.doc.text(obj)?);
         }
-        let then =
-            TextDoc::from_automerge(self.doc.fork_at(heads).map_err(|_| unknown_version())?)?;
-        if heading {
-            then.heading(id)
-        } else {
-            then.body(id)
+        self.known_version(heads)?;
+        self.doc.text_at(obj, heads).map_err(|_| unknown_version())
+    }
+
+    fn known_version(&self, heads: &[automerge::ChangeHash]) -> Result<()> {
+        match heads
+            .iter()
+            .all(|h| self.doc.get_change_by_hash(h).is_some())
+        {
+            true => Ok(()),
+            false => Err(unknown_version()),
         }
     }
 
     /// Applies keystroke batches typed against the text as it was at `heads`
-    /// (each `(article, heading?, splices)` becomes one change, in order) and
-    /// merges them into the text: a change that arrived since `heads` never
-    /// moves them. Returns the new changes. On an error nothing is applied.
+    /// (each `(article, heading?, splices)` becomes one change, in order; the
+    /// positions of each batch count in the field as it was at `heads` with
+    /// the batch's earlier splices applied) and merges them into the text as
+    /// it is now: a change that arrived since `heads` never moves them. Each
+    /// typed character goes right after the character it was typed after;
+    /// deleted characters are deleted wherever they are now (unless someone
+    /// deleted them already). Typing into an article removed since is kept in
+    /// its tombstone (its history stays readable). Returns the new changes; on
+    /// an error nothing is applied.
     pub fn edit_text_at(
         &mut self,
         now_ms: i64,
@@ -220,24 +229,24 @@ impl TextDoc {
         edits: &[(ArticleId, bool, Vec<Splice>)],
     ) -> Result<Vec<automerge::Change>> {
         let before = self.doc.get_heads();
-        if heads == before.as_slice() {
-            for (id, heading, splices) in edits {
-                if let Err(e) = self.edit_text(now_ms, id, *heading, splices) {
-                    self.rollback(&before)?;
-                    return Err(e);
-                }
-            }
-            return Ok(self.doc.get_changes(&before));
+        let result = if heads == before.as_slice() {
+            edits.iter().try_for_each(|(id, heading, splices)| {
+                self.edit_text(now_ms, id, *heading, splices)
+            })
+        } else {
+            self.known_version(heads)?;
+            let r = edits.iter().try_for_each(|(id, heading, splices)| {
+                self.edit_text_then(now_ms, heads, id, *heading, splices)
+            });
+            // The lengths the memo keeps are of the text before these edits.
+            self.memo.clear();
+            r
+        };
+        if let Err(e) = result {
+            self.rollback(&before)?;
+            return Err(e);
         }
-        let mut then =
-            TextDoc::from_automerge(self.doc.fork_at(heads).map_err(|_| unknown_version())?)?;
-        then.doc.set_actor(self.doc.get_actor().clone());
-        for (id, heading, splices) in edits {
-            then.edit_text(now_ms, id, *heading, splices)?;
-        }
-        let new = self.doc.get_changes_added(&then.doc);
-        self.automerge_mut().apply_changes(new.clone())?;
-        Ok(new)
+        Ok(self.doc.get_changes(&before))
     }
 
     /// Forgets every change made after `heads` (changes made here that could
@@ -251,6 +260,62 @@ impl TextDoc {
         then.set_actor(actor);
         *self.automerge_mut() = then;
         Ok(())
+    }
+
+    /// One batch of splices typed into a field as it was at `heads`, as one
+    /// change on the text as it is now, positions carried over by cursors.
+    fn edit_text_then(
+        &mut self,
+        now_ms: i64,
+        heads: &[automerge::ChangeHash],
+        id: &ArticleId,
+        heading: bool,
+        splices: &[Splice],
+    ) -> Result<()> {
+        let objs = self.article_objs(id)?;
+        let obj = if heading { objs.heading } else { objs.body };
+        let then = self
+            .doc
+            .text_at(&obj, heads)
+            .map_err(|_| unknown_version())?;
+        let len = then.chars().count();
+        Self::check_field(len, heading, splices)?;
+        // What the typist saw, one cursor per character: the field at
+        // `heads`, then with each splice of the batch applied.
+        let mut seen: Vec<automerge::Cursor> = (0..len)
+            .map(|i| self.doc.get_cursor(&obj, i, Some(heads)))
+            .collect::<std::result::Result<_, _>>()?;
+        let message = if heading { "edit heading" } else { "edit body" };
+        transact(&mut self.doc, now_ms, message, |tx| {
+            for s in splices {
+                for c in seen.drain(s.pos..s.pos + s.delete).collect::<Vec<_>>() {
+                    // Deleted unless someone else deleted it already.
+                    let at = tx.get_cursor_position(&obj, &c, None)?;
+                    if at < tx.length(&obj) && tx.get_cursor(&obj, at, None)? == c {
+                        tx.delete(&obj, at)?;
+                    }
+                }
+                if s.insert.is_empty() {
+                    continue;
+                }
+                // Right after the character typed after (or at the start).
+                let at = match s.pos.checked_sub(1).map(|i| &seen[i]) {
+                    None => 0,
+                    Some(c) => {
+                        let p = tx.get_cursor_position(&obj, c, None)?;
+                        let visible = p < tx.length(&obj) && tx.get_cursor(&obj, p, None)? == *c;
+                        if visible { p + 1 } else { p }
+                    }
+                };
+                tx.splice_text(&obj, at, 0, &s.insert)?;
+                let n = s.insert.chars().count();
+                let new = (at..at + n)
+                    .map(|i| tx.get_cursor(&obj, i, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                seen.splice(s.pos..s.pos, new);
+            }
+            Ok(())
+        })
     }
 
     /// The length of an article's body in characters.
@@ -345,12 +410,13 @@ impl TextDoc {
                 tx.put(&obj, "removed", true)?;
                 Ok(())
             },
-        )
+        )?;
+        if let Some(o) = self.memo.lock().get_mut(id) {
+            o.removed = true;
+        }
+        Ok(())
     }
 
-    /// Checks every splice against the text as it will be when it is applied.
-    /// Checks that every splice falls inside the text (of `len` characters,
-    /// as the earlier splices leave it); returns the length after all of them.
     /// Checks `splices` against a body of `len` characters, applied in
     /// order; the body's length after them, or the sentence saying which
     /// edit falls outside it.

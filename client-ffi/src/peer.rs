@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use automerge::{ChangeHash, ReadDoc};
+use automerge::ChangeHash;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, stream};
@@ -600,15 +600,7 @@ impl ProcessInner {
         let known: HashSet<ChangeHash> = lock(&self.handles)
             .get(inspected.document())
             .cloned()
-            .map(|h| {
-                h.with_document(|d| {
-                    hashes
-                        .iter()
-                        .filter(|c| d.get_change_by_hash(c).is_some())
-                        .copied()
-                        .collect()
-                })
-            })
+            .map(|h| h.with_document(|d| inspected.known_in(d)))
             .unwrap_or_default();
         let registry = self.gate.registry();
         let sender = Sender {

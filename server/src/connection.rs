@@ -359,15 +359,7 @@ async fn judge(
     };
     let known: HashSet<ChangeHash> = handle
         .as_ref()
-        .map(|h| {
-            h.with_document(|d| {
-                hashes
-                    .iter()
-                    .filter(|c| d.get_change_by_hash(c).is_some())
-                    .copied()
-                    .collect()
-            })
-        })
+        .map(|h| h.with_document(|d| inspected.known_in(d)))
         .unwrap_or_default();
     let sender = Sender {
         member,

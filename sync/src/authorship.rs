@@ -397,6 +397,17 @@ impl Inspected {
         &self.changes
     }
 
+    /// The changes of this message that `doc` (the recipient's copy of the
+    /// document) already has: they are not judged again.
+    pub fn known_in(&self, doc: &automerge::Automerge) -> HashSet<ChangeHash> {
+        use automerge::ReadDoc;
+        self.changes
+            .iter()
+            .map(Change::hash)
+            .filter(|h| doc.get_change_by_hash(h).is_some())
+            .collect()
+    }
+
     /// Judges every change. `registry`: the process the document belongs to
     /// (`None`: no process of this server has it, so nothing is accepted);
     /// `known`: changes the recipient already has.

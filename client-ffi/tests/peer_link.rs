@@ -18,108 +18,11 @@ use klad_ffi::{KladClient, KladPeerLink, KladProcess, PeerLinkState, PeerTranspo
 use klad_sync::authorship;
 use klad_sync::wire::{self, Hello};
 use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, Transport};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+mod common;
 
-/// A klad-server serving on loopback inside this test process.
-struct Server {
-    addr: String,
-    admin: String,
-    runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("server");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.spawn(klad_server::server::serve(
-            klad_server::server::ServeConfig {
-                listen: "127.0.0.1:0".into(),
-                data: data.clone(),
-                max_message_bytes: 16 * 1024 * 1024,
-                max_connections: 64,
-                fault_put_delay: None,
-                idle_unload: Duration::from_secs(300),
-                fault_unload_delay: None,
-            },
-        ));
-        let addr = eventually("the server to listen", Duration::from_secs(30), || {
-            let v: Value =
-                serde_json::from_slice(&std::fs::read(data.join("server.json")).ok()?).ok()?;
-            Some(v["listen"].as_str()?.to_owned())
-        });
-        let admin = std::fs::read_to_string(data.join("admin-secret"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Server {
-            addr,
-            admin,
-            runtime,
-            _dir: dir,
-        }
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .runtime
-            .block_on(klad_server::client::request(
-                &self.addr,
-                "POST",
-                path,
-                Some(&self.admin),
-                Some(&body),
-            ))
-            .unwrap();
-        assert!(r.status < 300, "{path}: {} {}", r.status, r.body);
-        serde_json::from_str(&r.body).unwrap()
-    }
-
-    fn create_process(&self, title: &str) -> String {
-        let v = self.post("/api/processes", json!({ "title": title }));
-        v["process"]["process_id"].as_str().unwrap().to_owned()
-    }
-
-    fn invite(&self, process: &str, name: &str, role: &str) -> Value {
-        self.post(
-            &format!("/api/processes/{process}/members"),
-            json!({ "name": name, "role": role }),
-        )
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Registers `actor` as a device of the token's member, as a phone does
-    /// when it connects (`&actor=` on the sync URL).
-    fn register_device(&self, token: &str, actor: &automerge::ActorId) {
-        let url = format!(
-            "ws://{}/sync?token={token}&actor={}",
-            self.addr,
-            actor.to_hex_string()
-        );
-        self.runtime
-            .block_on(tokio_tungstenite::connect_async(url))
-            .expect("the device is registered");
-    }
-}
+use common::{Server, eventually};
 
 /// The victim's side of the in-memory pipe: frames its link sends go to the rogue.
 struct ToRogue {
@@ -393,7 +296,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let server = Server::start();
-    let process = server.create_process("Honden");
+    let (process, text_doc) = server.create_process("Honden");
     let anna = join(&server, &server.invite(&process, "Anna", "drafter"));
     let article = anna
         .process
@@ -403,20 +306,6 @@ fn setup() -> Setup {
     eventually("Anna's phone to be online", Duration::from_secs(30), || {
         anna.process.sync_status().online.then_some(())
     });
-    let text_doc = server
-        .runtime
-        .block_on(klad_server::client::request(
-            &server.addr,
-            "GET",
-            &format!("/api/processes/{process}"),
-            Some(&server.admin),
-            None,
-        ))
-        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
-        .unwrap()["text_doc"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     Setup {
         server,
         anna,

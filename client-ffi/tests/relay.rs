@@ -23,128 +23,14 @@ use klad_ffi::{DocKind, KladClient, KladPeerLink, KladProcess, PeerLinkState, Pe
 use klad_sync::authorship::{self, DeviceKey};
 use klad_sync::wire::{self, Hello};
 use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, Transport};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod common;
+
+use common::{Server, eventually};
+
 const WAIT: Duration = Duration::from_secs(60);
-
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-// ---- the server ----
-
-/// A klad-server serving on loopback inside this test process.
-struct Server {
-    addr: String,
-    admin: String,
-    runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("server");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.spawn(klad_server::server::serve(
-            klad_server::server::ServeConfig {
-                listen: "127.0.0.1:0".into(),
-                data: data.clone(),
-                max_message_bytes: 16 * 1024 * 1024,
-                max_connections: 64,
-                fault_put_delay: None,
-                idle_unload: Duration::from_secs(300),
-                fault_unload_delay: None,
-            },
-        ));
-        let addr = eventually("the server to listen", Duration::from_secs(30), || {
-            let v: Value =
-                serde_json::from_slice(&std::fs::read(data.join("server.json")).ok()?).ok()?;
-            Some(v["listen"].as_str()?.to_owned())
-        });
-        let admin = std::fs::read_to_string(data.join("admin-secret"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Server {
-            addr,
-            admin,
-            runtime,
-            _dir: dir,
-        }
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .runtime
-            .block_on(klad_server::client::request(
-                &self.addr,
-                "POST",
-                path,
-                Some(&self.admin),
-                Some(&body),
-            ))
-            .unwrap();
-        assert!(r.status < 300, "{path}: {} {}", r.status, r.body);
-        serde_json::from_str(&r.body).unwrap()
-    }
-
-    /// Creates a process; returns its id and its text document's id.
-    fn create_process(&self, title: &str) -> (String, String) {
-        let v = self.post("/api/processes", json!({ "title": title }));
-        (
-            v["process"]["process_id"].as_str().unwrap().to_owned(),
-            v["process"]["text_doc"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    fn invite(&self, process: &str, name: &str, role: &str) -> Value {
-        self.post(
-            &format!("/api/processes/{process}/members"),
-            json!({ "name": name, "role": role }),
-        )
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// One series of `/metrics` (plain HTTP), 0 when it is not there yet.
-    fn metric(&self, series: &str) -> u64 {
-        let r = self
-            .runtime
-            .block_on(klad_server::client::request(
-                &self.addr, "GET", "/metrics", None, None,
-            ))
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            })
-            .map_or(0, |v| v as u64)
-    }
-
-    fn refused(&self, reason: &str) -> u64 {
-        self.metric(&format!(
-            "klad_refused_changes_total{{reason=\"{reason}\"}}"
-        ))
-    }
-}
 
 fn token(invitation: &Value) -> String {
     invitation["token"].as_str().unwrap().to_owned()

@@ -17,12 +17,12 @@ use futures::{SinkExt, StreamExt};
 use klad_ffi::{KladClient, KladPeerLink, KladProcess, PeerLinkState, PeerTransport};
 use klad_sync::authorship;
 use klad_sync::wire::{self, Hello};
-use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, Transport};
+use samod::{BackoffConfig, DocumentId, PeerId, Repo, Transport};
 use serde_json::Value;
 
 mod common;
 
-use common::{Server, eventually};
+use common::{Gone, Once, Server, eventually};
 
 /// The victim's side of the in-memory pipe: frames its link sends go to the rogue.
 struct ToRogue {
@@ -77,26 +77,6 @@ fn with_changes(frame: Vec<u8>, doc: &str, changes: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(&Value::Map(entries), &mut out).unwrap();
     out
-}
-
-/// Hands samod the one transport of the pipe.
-struct Once(url::Url, Mutex<Option<Transport>>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("the pipe is gone")]
-struct Gone;
-
-impl Dialer for Once {
-    type Error = Gone;
-    fn url(&self) -> url::Url {
-        self.0.clone()
-    }
-    fn connect(
-        &self,
-    ) -> futures::future::BoxFuture<'static, Result<Transport, DialError<Self::Error>>> {
-        let t = self.1.lock().unwrap().take();
-        Box::pin(async move { t.ok_or(DialError::PermanentFailure(Gone)) })
-    }
 }
 
 impl Rogue {

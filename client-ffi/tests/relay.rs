@@ -22,13 +22,13 @@ use futures::{SinkExt, StreamExt};
 use klad_ffi::{DocKind, KladClient, KladPeerLink, KladProcess, PeerLinkState, PeerTransport};
 use klad_sync::authorship::{self, DeviceKey};
 use klad_sync::wire::{self, Hello};
-use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, Transport};
+use samod::{BackoffConfig, DocumentId, PeerId, Repo, Transport};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 mod common;
 
-use common::{Server, eventually};
+use common::{Gone, Once, Server, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -619,26 +619,6 @@ fn with_changes(frame: &[u8], doc: &str, changes: &[Vec<u8>]) -> Option<Vec<u8>>
     let mut msg = f.sync_message().ok()??;
     msg.changes = changes.to_vec().into();
     wire::replace_sync_data(frame, msg).ok()
-}
-
-/// Hands samod the one transport of the pipe.
-struct Once(url::Url, Mutex<Option<Transport>>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("the pipe is gone")]
-struct Gone;
-
-impl Dialer for Once {
-    type Error = Gone;
-    fn url(&self) -> url::Url {
-        self.0.clone()
-    }
-    fn connect(
-        &self,
-    ) -> futures::future::BoxFuture<'static, Result<Transport, DialError<Self::Error>>> {
-        let t = self.1.lock().unwrap().take();
-        Box::pin(async move { t.ok_or(DialError::PermanentFailure(Gone)) })
-    }
 }
 
 /// A peer that is not klad-ffi: a bare samod repo behind a hand-made

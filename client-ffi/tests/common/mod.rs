@@ -2,7 +2,10 @@
 //! a real klad-server serving on loopback inside the test process.
 #![allow(dead_code)]
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use samod::{DialError, Dialer, Transport};
 
 use serde_json::{Value, json};
 
@@ -133,5 +136,25 @@ impl Server {
         self.runtime
             .block_on(tokio_tungstenite::connect_async(url))
             .expect("the device is registered");
+    }
+}
+
+/// Hands samod the one transport of an in-memory pipe (a peer link in a test).
+pub struct Once(pub url::Url, pub Mutex<Option<Transport>>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the pipe is gone")]
+pub struct Gone;
+
+impl Dialer for Once {
+    type Error = Gone;
+    fn url(&self) -> url::Url {
+        self.0.clone()
+    }
+    fn connect(
+        &self,
+    ) -> futures::future::BoxFuture<'static, Result<Transport, DialError<Self::Error>>> {
+        let t = self.1.lock().unwrap().take();
+        Box::pin(async move { t.ok_or(DialError::PermanentFailure(Gone)) })
     }
 }

@@ -76,7 +76,8 @@ pub struct Commit {
     pub before: Vec<ChangeHash>,
     version: Vec<ChangeHash>,
     after: Vec<ChangeHash>,
-    /// The typing went onto a text that had changed since its version.
+    /// The typing went onto a text that had changed since its version, and
+    /// no set of heads describes what the app shows for it any more.
     moved: bool,
 }
 
@@ -296,15 +297,14 @@ impl Typing {
             }
         }
         let seqs: Vec<u64> = group.iter().map(|k| k.seq).collect();
-        let moved = base != before;
-        let changes = session.edit_text_at(now_ms, &base, &edits)?;
-        let after = changes.last().map_or(base, |c| vec![c.hash()]);
+        let edited = session.edit_text_at(now_ms, &base, &edits)?;
+        let moved = edited.heads_after.is_none();
         Ok(Some(Commit {
-            changes,
+            changes: edited.changes,
             seqs,
             before,
             version,
-            after,
+            after: edited.heads_after.unwrap_or_default(),
             moved,
         }))
     }

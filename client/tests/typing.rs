@@ -895,9 +895,10 @@ fn a_non_drafter_is_refused_with_cores_sentence() {
 
 /// Promise: an app that keeps the version it read and types on into it, after
 /// its earlier typing was committed and a change from elsewhere arrived,
-/// types on top of its own typing: k2 right after k1 lands right after k1;
-/// once that typing went onto the changed text, the old version is refused
-/// with a sentence (nothing misplaced) until the app reads again.
+/// types on top of its own typing: k2 right after k1 lands right after k1.
+/// Once this phone wrote something else to the text, the old version is
+/// refused with a sentence after one more batch (nothing misplaced) until the
+/// app reads again.
 #[test]
 fn typing_into_an_older_version_again_types_on_top_of_its_own_typing() {
     let mut p = Phone::new();
@@ -923,18 +924,31 @@ fn typing_into_an_older_version_again_types_on_top_of_its_own_typing() {
     p.commit_all();
     assert_eq!(p.body(), "REMOTE[a]XY[b][c]{r}");
 
-    // That typing went onto a text that had changed since the version was
-    // read: no version describes what the app shows for it any more, so
-    // typing into it again is refused with a sentence (nothing is taken),
-    // and the app reads again and types on.
+    // And once more, across another remote change merged while pending.
+    p.type_at(&version, 5, "Z");
+    remote.insert(0, "{s}");
+    p.merge(&remote);
+    p.commit_all();
+    assert_eq!(p.body(), "{s}REMOTE[a]XYZ[b][c]{r}");
+
+    // Once this phone writes something else to the text (here an article),
+    // no version describes the app's old text plus its typing any more: the
+    // next typing into the old version is carried over by cursors, and
+    // typing into that version again after it is refused with a sentence
+    // (nothing is taken, nothing misplaced) until the app reads again.
+    p.now += 1000;
+    p.session.create_article(p.now, None, "Nieuw", "").unwrap();
+    p.type_at(&version, 6, "!");
+    p.commit_all();
+    assert_eq!(p.body(), "{s}REMOTE[a]XYZ![b][c]{r}");
     let err = p
         .splice(
             &version,
             false,
             Splice {
-                pos: 5,
+                pos: 7,
                 delete: 0,
-                insert: "Z".into(),
+                insert: "?".into(),
             },
         )
         .unwrap_err();
@@ -942,12 +956,10 @@ fn typing_into_an_older_version_again_types_on_top_of_its_own_typing() {
     assert!(err.to_string().contains("read the text again"), "{err}");
     assert!(p.typing.is_empty());
     let (shown, version) = p.read();
-    assert_eq!(shown, "REMOTE[a]XY[b][c]{r}");
-    p.type_at(&version, 11, "Z");
-    remote.insert(0, "{s}");
-    p.merge(&remote);
+    assert_eq!(shown, "{s}REMOTE[a]XYZ![b][c]{r}");
+    p.type_at(&version, 16, "?");
     p.commit_all();
-    assert_eq!(p.body(), "{s}REMOTE[a]XYZ[b][c]{r}");
+    assert_eq!(p.body(), "{s}REMOTE[a]XYZ!?[b][c]{r}");
 }
 
 /// Promise: after a crash, the text the app is shown (the field with the

@@ -40,4 +40,4 @@ pub use rules::{
     Action, DocumentAccess, Phase, ReadOnlyReason, Refusal, Role, document_access, may,
 };
 pub use session::{OnBehalf, ProcessDocs, Session};
-pub use text::{Splice, TextDoc};
+pub use text::{EditedAt, Splice, TextDoc};

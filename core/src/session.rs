@@ -289,7 +289,7 @@ impl Session {
         now_ms: i64,
         heads: &[automerge::ChangeHash],
         edits: &[(ArticleId, bool, Vec<Splice>)],
-    ) -> Result<Vec<automerge::Change>> {
+    ) -> Result<crate::text::EditedAt> {
         self.check(Action::EditText)?;
         self.docs.text.edit_text_at(now_ms, heads, edits)
     }

@@ -32,6 +32,16 @@ pub(crate) struct StoredArticle {
     pub removed: bool,
 }
 
+/// What typing into an older version of the text made.
+#[derive(Debug)]
+pub struct EditedAt {
+    /// The new changes, merged into the text.
+    pub changes: Vec<automerge::Change>,
+    /// The text the typist sees now (the version plus this typing), when a
+    /// set of heads describes it.
+    pub heads_after: Option<Vec<automerge::ChangeHash>>,
+}
+
 fn unknown_version() -> Error {
     Error::NotFound(
         "That version of the text is not on this device (it names changes this device does not have); read the text again and retry.".into(),
@@ -216,28 +226,47 @@ impl TextDoc {
     /// (each `(article, heading?, splices)` becomes one change, in order; the
     /// positions of each batch count in the field as it was at `heads` with
     /// the batch's earlier splices applied) and merges them into the text as
-    /// it is now: a change that arrived since `heads` never moves them. Each
-    /// typed character goes right after the character it was typed after;
-    /// deleted characters are deleted wherever they are now (unless someone
-    /// deleted them already). Typing into an article removed since is kept in
-    /// its tombstone (its history stays readable). Returns the new changes; on
-    /// an error nothing is applied.
+    /// it is now: a change that arrived since `heads` never moves them.
+    ///
+    /// When this device has written nothing to the text since `heads`, the
+    /// changes are made *at* `heads` (an isolated transaction: they depend on
+    /// `heads` only), and [`EditedAt::heads_after`] names the text the typist
+    /// sees now: `heads` plus this typing. Otherwise each typed character is
+    /// carried over by cursors: it goes right after the character it was
+    /// typed after, and deleted characters are deleted wherever they are now
+    /// (unless someone deleted them already); then no set of heads describes
+    /// the typist's text (`heads_after` is `None`). Typing into an article
+    /// removed since is kept in its tombstone (its history stays readable).
+    /// On an error nothing is applied.
     pub fn edit_text_at(
         &mut self,
         now_ms: i64,
         heads: &[automerge::ChangeHash],
         edits: &[(ArticleId, bool, Vec<Splice>)],
-    ) -> Result<Vec<automerge::Change>> {
+    ) -> Result<EditedAt> {
         let before = self.doc.get_heads();
+        let mut heads_after = None;
         let result = if heads == before.as_slice() {
-            edits.iter().try_for_each(|(id, heading, splices)| {
+            let r = edits.iter().try_for_each(|(id, heading, splices)| {
                 self.edit_text(now_ms, id, *heading, splices)
-            })
+            });
+            heads_after = Some(self.doc.get_heads());
+            r
         } else {
             self.known_version(heads)?;
-            let r = edits.iter().try_for_each(|(id, heading, splices)| {
-                self.edit_text_then(now_ms, heads, id, *heading, splices)
-            });
+            let r = if self.wrote_nothing_since(heads) {
+                let mut at = heads.to_vec();
+                let r = edits.iter().try_for_each(|(id, heading, splices)| {
+                    at = self.edit_text_isolated(now_ms, &at, id, *heading, splices)?;
+                    Ok(())
+                });
+                heads_after = Some(at);
+                r
+            } else {
+                edits.iter().try_for_each(|(id, heading, splices)| {
+                    self.edit_text_then(now_ms, heads, id, *heading, splices)
+                })
+            };
             // The lengths the memo keeps are of the text before these edits.
             self.memo.clear();
             r
@@ -246,7 +275,53 @@ impl TextDoc {
             self.rollback(&before)?;
             return Err(e);
         }
-        Ok(self.doc.get_changes(&before))
+        Ok(EditedAt {
+            changes: self.doc.get_changes(&before),
+            heads_after,
+        })
+    }
+
+    /// True when every change this device's actor made is part of `heads`.
+    fn wrote_nothing_since(&self, heads: &[automerge::ChangeHash]) -> bool {
+        let me = self.doc.get_actor();
+        self.doc
+            .get_changes(heads)
+            .iter()
+            .all(|c| c.actor_id() != me)
+    }
+
+    /// One batch of splices as one change made at `at` (it depends on `at`
+    /// only); returns the heads `at` plus this change.
+    fn edit_text_isolated(
+        &mut self,
+        now_ms: i64,
+        at: &[automerge::ChangeHash],
+        id: &ArticleId,
+        heading: bool,
+        splices: &[Splice],
+    ) -> Result<Vec<automerge::ChangeHash>> {
+        let objs = self.article_objs(id)?;
+        let obj = if heading { objs.heading } else { objs.body };
+        let len = self
+            .doc
+            .text_at(&obj, at)
+            .map_err(|_| unknown_version())?
+            .chars()
+            .count();
+        Self::check_field(len, heading, splices)?;
+        let message = if heading { "edit heading" } else { "edit body" };
+        let mut tx = self
+            .doc
+            .transaction_at(automerge::PatchLog::inactive(), at)
+            .map_err(|e| Error::Corrupt(format!("The text could not be edited ({e}).")))?;
+        for s in splices {
+            if let Err(e) = tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert) {
+                tx.rollback();
+                return Err(e.into());
+            }
+        }
+        let (hash, _) = tx.commit_with(crate::document::commit(now_ms, message));
+        Ok(hash.map_or_else(|| at.to_vec(), |h| vec![h]))
     }
 
     /// Forgets every change made after `heads` (changes made here that could

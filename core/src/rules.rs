@@ -346,7 +346,10 @@ pub fn document_access(
     own: bool,
 ) -> DocumentAccess {
     use crate::document::DocKind;
-    if role == Role::Observer {
+    // An observer writes only read marks, into their own contributions
+    // document; whatever else they might put there is a statement their role
+    // may not make, which every view ignores.
+    if role == Role::Observer && !(doc == DocKind::Contributions && own) {
         return DocumentAccess::ReadOnly(ReadOnlyReason::Observer);
     }
     match doc {

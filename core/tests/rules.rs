@@ -239,7 +239,7 @@ fn schema_doc_shows_the_current_table() {
 
 /// The document boundary follows the same table: the text is writable exactly
 /// by whoever may edit it now, a contributions document only by its owner
-/// (observers keep even their read marks local), the process document by no member.
+/// (observers too: their read marks sync), the process document by no member.
 #[test]
 fn document_access_follows_the_rules() {
     for role in Role::ALL {
@@ -251,10 +251,7 @@ fn document_access_follows_the_rules() {
                     may(role, phase, Action::EditText).is_ok()
                 );
                 let contributions = document_access(role, phase, DocKind::Contributions, own);
-                assert_eq!(
-                    contributions == DocumentAccess::ReadWrite,
-                    own && role != Role::Observer
-                );
+                assert_eq!(contributions == DocumentAccess::ReadWrite, own);
                 assert!(matches!(
                     document_access(role, phase, DocKind::Process, own),
                     DocumentAccess::ReadOnly(_)

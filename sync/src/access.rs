@@ -163,9 +163,11 @@ mod tests {
                 ReadOnly(AnotherMembersContributions)
             );
         }
-        for doc in [&DocRole::Process, &DocRole::Text, &mine, &other] {
+        for doc in [&DocRole::Process, &DocRole::Text, &other] {
             assert_eq!(d(Role::Observer, Phase::Drafting, doc), ReadOnly(Observer));
         }
+        // An observer's read marks sync: their own contributions are theirs.
+        assert_eq!(d(Role::Observer, Phase::Final, &mine), ReadWrite);
     }
 
     #[test]

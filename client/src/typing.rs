@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use automerge::{Change, ChangeHash, ReadDoc};
+use automerge::{Change, ChangeHash};
 use klad_core::{ArticleId, Error, KladDocument, Result, Session, Splice, TextDoc};
 use serde::{Deserialize, Serialize};
 
@@ -209,7 +209,7 @@ impl Typing {
             None => self.version(text),
         };
         for h in &version {
-            if text.automerge().get_change_by_hash(h).is_none() {
+            if text.automerge().get_change_meta_by_hash(h).is_none() {
                 return Err(Error::NotFound(
                     "That version of the text is not on this phone; read the text again and retry."
                         .into(),
@@ -276,7 +276,7 @@ impl Typing {
         let before = text.heads();
         if base
             .iter()
-            .any(|h| text.automerge().get_change_by_hash(h).is_none())
+            .any(|h| text.automerge().get_change_meta_by_hash(h).is_none())
         {
             // The journal names changes this phone no longer has (the text
             // is stored before typing starts, so only a damaged store does

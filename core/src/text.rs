@@ -215,7 +215,7 @@ impl TextDoc {
     fn known_version(&self, heads: &[automerge::ChangeHash]) -> Result<()> {
         match heads
             .iter()
-            .all(|h| self.doc.get_change_by_hash(h).is_some())
+            .all(|h| self.doc.get_change_meta_by_hash(h).is_some())
         {
             true => Ok(()),
             false => Err(unknown_version()),

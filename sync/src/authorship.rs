@@ -400,11 +400,10 @@ impl Inspected {
     /// The changes of this message that `doc` (the recipient's copy of the
     /// document) already has: they are not judged again.
     pub fn known_in(&self, doc: &automerge::Automerge) -> HashSet<ChangeHash> {
-        use automerge::ReadDoc;
         self.changes
             .iter()
             .map(Change::hash)
-            .filter(|h| doc.get_change_by_hash(h).is_some())
+            .filter(|h| doc.get_change_meta_by_hash(h).is_some())
             .collect()
     }
 

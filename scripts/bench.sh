@@ -3,7 +3,7 @@
 # tables of docs/BENCHMARKS.md rewritten with the results.
 #
 #   bash scripts/bench.sh            # everything, then docs/BENCHMARKS.md
-#   bash scripts/bench.sh core wire  # only these parts (core wire start load phone)
+#   bash scripts/bench.sh core wire  # only these parts (core wire start load phone typing)
 #
 # Each part prints Markdown to target/bench/<part>.md; the script then puts
 # each part's file between its `<!-- bench:<part> -->` markers in
@@ -20,7 +20,7 @@ OUT="$TARGET/bench"
 DOC="$ROOT/docs/BENCHMARKS.md"
 mkdir -p "$OUT"
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(core wire start load phone)
+[ ${#parts[@]} -gt 0 ] || parts=(core wire start load phone typing)
 
 if [ ! -f ../shared/data/automerge-paper.json.gz ] && [ -z "${KLAD_SHARED_DATA:-}" ]; then
   echo "error: ../shared/data/automerge-paper.json.gz is missing; set KLAD_SHARED_DATA to the shared/data directory" >&2
@@ -51,11 +51,14 @@ run_part() {
       bash scripts/bench-load.sh > /dev/null
       # bench-load.sh writes its own report (command, machine and all).
       [ -s "$OUT/load.md" ] || { echo "error: scripts/bench-load.sh wrote no report" >&2; return 1; } ;;
+    typing)
+      { echo "Command: \`cargo run --release -p klad-tests --bin klad-bench -- typing\` (in the repository, on its filesystem)"; echo
+        "$BENCH" typing; } > "$OUT/typing.md" ;;
     phone)
       bash scripts/bench-phone.sh "$OUT/phone.md" > /dev/null
       [ -s "$OUT/phone.md" ] || { echo "error: scripts/bench-phone.sh wrote no report" >&2; return 1; } ;;
     *)
-      echo "error: unknown part '$part'; choose from core wire start load phone" >&2
+      echo "error: unknown part '$part'; choose from core wire start load phone typing" >&2
       return 1 ;;
   esac
   cat "$OUT/$part.md"

@@ -154,12 +154,11 @@ impl KladClient {
                 seed
             }
         };
-        let actor = ActorId::from(
-            (0..device.actor.len())
-                .step_by(2)
-                .filter_map(|i| u8::from_str_radix(device.actor.get(i..i + 2)?, 16).ok())
-                .collect::<Vec<u8>>(),
-        );
+        let actor = klad_sync::connect::parse_actor(&device.actor).ok_or_else(|| {
+            KladError::storage(
+                "The device record in the data directory is damaged (its actor id is not hexadecimal). Restore the directory from a backup.",
+            )
+        })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("klad-sync")

@@ -7,13 +7,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use klad_sync::access::SERVER_PEER_ID;
+use klad_sync::connect::{PUBLIC_KEY_HEADER, SYNC_PATH, SyncQuery};
 use samod::{DialError, Dialer, PeerId, Transport};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The upgrade response header that carries the server's public key
-/// (klad-server's `PUBLIC_KEY_HEADER`).
-const PUBLIC_KEY_HEADER: &str = "x-klad-public-key";
 
 /// TLS settings for `wss://`: the webpki roots, the ring provider.
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
@@ -29,11 +26,11 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     ))
 }
 
-/// The sync URL of a server for a token, device name, Automerge actor and
-/// the device's Ed25519 public key (both hex; the server registers them under
-/// the member, so blame and history name them and their signed changes can be
-/// relayed): `<ws|wss>://host/sync?token=..&device=..&actor=..&key=..`.
-pub fn sync_url(server: &url::Url, token: &str, device: &str, actor: &str, key: &str) -> url::Url {
+/// The sync URL of a server for the query (token, device name, Automerge
+/// actor and the device's Ed25519 public key; the server registers the last
+/// two under the member, so blame and history name them and their signed
+/// changes can be relayed): `<ws|wss>://host/sync?token=..&device=..`.
+pub fn sync_url(server: &url::Url, query: &SyncQuery) -> url::Url {
     let mut url = server.clone();
     // http(s) base URLs are accepted too; the websocket uses ws(s).
     let scheme = match server.scheme() {
@@ -41,13 +38,8 @@ pub fn sync_url(server: &url::Url, token: &str, device: &str, actor: &str, key: 
         _ => "ws",
     };
     let _ = url.set_scheme(scheme);
-    url.set_path("/sync");
-    url.query_pairs_mut()
-        .clear()
-        .append_pair("token", token)
-        .append_pair("device", device)
-        .append_pair("actor", actor)
-        .append_pair("key", key);
+    url.set_path(SYNC_PATH);
+    url.set_query(Some(&query.to_query()));
     url
 }
 

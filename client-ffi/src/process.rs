@@ -1,26 +1,25 @@
-//! One joined process: the member's session over the process's documents,
-//! kept on disk, coalesced typing, and background sync with the server.
+//! One joined process: klad-client's [`Replica`] driven on the phone's sled
+//! store, samod syncing it with the server, and the app's listener told.
 //!
-//! Every document lives twice in memory: in the [`Session`] (what operations
-//! and views use) and in samod's repo (what syncs). Local changes go session →
-//! disk → samod; changes from sync go samod → session. Both directions run
-//! under the process lock, so they never interleave.
+//! The replica decides; this file only drives it: it stores each [`Write`]
+//! the replica hands out in one sled batch and reports the outcome, hands the
+//! changes to samod, moves samod's changes into the replica, and schedules the
+//! end of each typing window. Every document lives twice in memory: in the
+//! replica's session (what operations and views use) and in samod's repo (what
+//! syncs). Both directions run under the process lock, so they never interleave.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use automerge::{Automerge, Change, ChangeHash};
 use futures::StreamExt;
-use klad_client::{Keystroke, Prepared, Typing};
-use klad_core::document::KladDocument;
-use klad_core::store::{INCREMENTAL, Key, KvStore};
-use klad_core::{
-    ArticleId, ContributionId, ContributionsDoc, MemberId, ProcessDoc, ProcessDocs, ProcessInfo,
-    Session, Splice, TextDoc, views,
-};
+use klad_client::replica::{self, Config, Disk, Effects, Replica, Write};
+use klad_core::store::{Key, KvStore, StoreError};
+use klad_core::{ArticleId, ContributionId, MemberId, ProcessDocs, Session, Splice, views};
 use klad_sync::access::peer_id_for;
+use klad_sync::connect::SyncQuery;
 use klad_sync::token::PublicKey;
 use samod::{BackoffConfig, DialerHandle, DocHandle, DocumentId, PeerId, Repo};
 
@@ -38,29 +37,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Which document of the process a document id is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Which {
-    Process,
-    Text,
-    Contributions(MemberId),
-}
-
 struct State {
-    session: Session,
-    /// Heads up to which each document's changes are known to be stored.
-    saved: HashMap<String, Vec<ChangeHash>>,
-    /// Typing not yet committed (klad-client's typing journal; each
-    /// keystroke's entry is stored under [`journal_key`]).
-    typing: Typing,
-    /// Per document: heads the server has acknowledged (after storing them).
-    acked: HashMap<String, Vec<ChangeHash>>,
+    replica: Replica,
     last_status: Option<SyncStatus>,
-    /// The process's documents, read from the process document when it changes.
-    docs: Vec<(String, Which)>,
-    /// This device's changes the server lacks, with the heads and
-    /// acknowledged heads it was counted at (recounted when they move).
-    unsynced: Option<(Vec<Vec<ChangeHash>>, u32)>,
 }
 
 /// A process this phone has joined. Safe to use from any thread.
@@ -89,8 +68,18 @@ pub(crate) struct ProcessInner {
     stopped: AtomicBool,
 }
 
-fn doc_key(doc_id: &str) -> Result<Key> {
-    key(&[doc_id])
+/// The replica's reads at open, on the phone's store.
+struct PhoneDisk<'a>(&'a Shared);
+
+impl Disk for PhoneDisk<'_> {
+    fn load(&mut self, doc_id: &str) -> Result<Option<Automerge>, StoreError> {
+        Key::new([doc_id])?;
+        self.0.docs.load(doc_id)
+    }
+
+    fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        self.0.kv.scan_prefix(prefix)
+    }
 }
 
 impl ProcessInner {
@@ -98,81 +87,18 @@ impl ProcessInner {
     /// and starts syncing.
     pub fn open(shared: Arc<Shared>, rec: JoinRecord) -> Result<Arc<ProcessInner>> {
         let member = MemberId::from(rec.member_id.as_str());
-        let load = |id: &str| -> Result<Option<Automerge>> {
-            doc_key(id)?;
-            Ok(shared.docs.load(id)?)
-        };
-        let process = match load(&rec.process_id)? {
-            Some(d) => ProcessDoc::from_automerge(d)?,
-            None => ProcessDoc::empty(),
-        };
-        let mut saved = HashMap::new();
-        saved.insert(rec.process_id.clone(), process.heads());
-        let (text, contributions) = match process.info() {
-            Ok(info) => {
-                let text = match load(info.text_doc.as_str())? {
-                    Some(d) => TextDoc::from_automerge(d)?,
-                    None => TextDoc::empty(),
-                };
-                saved.insert(info.text_doc.to_string(), text.heads());
-                let mut contributions = BTreeMap::new();
-                for m in info.members.values() {
-                    if let Some(d) = load(m.contributions_doc.as_str())? {
-                        let doc = ContributionsDoc::from_automerge(d)?;
-                        saved.insert(m.contributions_doc.to_string(), doc.heads());
-                        contributions.insert(m.id.clone(), doc);
-                    }
-                }
-                (text, contributions)
-            }
-            Err(_) => (TextDoc::empty(), BTreeMap::new()),
-        };
-        let session = Session::new(
-            ProcessDocs {
-                process,
-                text,
-                contributions,
+        let replica = Replica::open(
+            Config {
+                process_id: rec.process_id.clone(),
+                member: member.clone(),
+                actor: shared.actor.clone(),
+                prefix: PREFIX.to_owned(),
             },
-            member.clone(),
-            shared.actor.clone(),
-        );
-        // The phone's record of what the server has acknowledged.
-        let mut acked = HashMap::new();
-        for (k, v) in shared
-            .kv
-            .scan_prefix(&key(&[PREFIX, "acked", &rec.process_id])?)?
-        {
-            if let [_, _, _, doc] = k.components() {
-                let heads: Vec<ChangeHash> = String::from_utf8_lossy(&v)
-                    .split(',')
-                    .filter_map(|h| h.parse().ok())
-                    .collect();
-                acked.insert(doc.clone(), heads);
-            }
-        }
-        // Typing that was on disk but not yet committed when the app stopped:
-        // each entry knows the version it was typed into, so the first commit
-        // places it there, whatever arrived since.
-        let mut journal = Vec::new();
-        for (k, v) in shared
-            .kv
-            .scan_prefix(&key(&[PREFIX, "pending", &rec.process_id])?)?
-        {
-            let Some(seq) = k.components().get(3).and_then(|s| s.parse::<u64>().ok()) else {
-                continue;
-            };
-            let mut entry: Keystroke = serde_json::from_slice(&v).map_err(|e| {
-                KladError::storage(format!(
-                    "A typing record in the data directory is damaged ({e}). Restore the directory from a backup."
-                ))
-            })?;
-            entry.seq = seq;
-            journal.push(entry);
-        }
-        let typing = Typing::restore(journal, &session.docs().text.heads());
+            &mut PhoneDisk(&shared),
+        )?;
         let peer_id = peer_id_for(&member, Some(&shared.device));
         let storage = PhoneStorage::new(shared.kv.clone());
-        let gate = PeerGate::new(session.docs().process.info().ok());
+        let gate = PeerGate::new(replica.session().docs().process.info().ok());
         let policy = GatePolicy(gate.clone());
         let repo = shared.runtime.block_on(async move {
             Repo::build_tokio()
@@ -193,13 +119,8 @@ impl ProcessInner {
             server_url: rec.server_url,
             token: rec.token,
             state: Mutex::new(State {
-                session,
-                saved,
-                typing,
-                acked,
+                replica,
                 last_status: None,
-                docs: Vec::new(),
-                unsynced: None,
             }),
             repo,
             gate,
@@ -210,11 +131,9 @@ impl ProcessInner {
             flush_scheduled: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
-        {
-            let mut st = lock(&inner.state);
-            let info = st.session.docs().process.info().ok();
-            st.docs = Self::list_docs(info.as_ref(), &inner.process_id);
-        }
+        // Typing that was on disk but not yet committed when the app stopped:
+        // each entry knows the version it was typed into, so this commit
+        // places it there, whatever arrived since.
         inner.commit()?;
         if shared.online_wanted.load(Ordering::SeqCst) {
             inner.set_online(true);
@@ -223,37 +142,14 @@ impl ProcessInner {
         Ok(inner)
     }
 
-    /// The process's documents as `info` (the process document, if it has
-    /// arrived) lists them.
-    fn list_docs(info: Option<&ProcessInfo>, process_id: &str) -> Vec<(String, Which)> {
-        let mut out = vec![(process_id.to_owned(), Which::Process)];
-        if let Some(info) = info {
-            out.push((info.text_doc.to_string(), Which::Text));
-            for m in info.members.values() {
-                out.push((
-                    m.contributions_doc.to_string(),
-                    Which::Contributions(m.id.clone()),
-                ));
-            }
-        }
-        out
-    }
-
     /// True once the process, text and this member's contributions documents are here.
     pub fn is_complete(&self) -> bool {
-        let st = lock(&self.state);
-        let docs = st.session.docs();
-        !docs.process.is_empty()
-            && !docs.text.is_empty()
-            && docs
-                .contributions
-                .get(&self.member)
-                .is_some_and(|d| !d.is_empty())
+        lock(&self.state).replica.is_complete()
     }
 
     pub fn summary(&self) -> ProcessSummary {
         let st = lock(&self.state);
-        let info = st.session.docs().process.info().ok();
+        let info = st.replica.session().docs().process.info().ok();
         ProcessSummary {
             process_id: self.process_id.clone(),
             title: info.as_ref().map(|i| i.title.clone()).unwrap_or_default(),
@@ -288,10 +184,12 @@ impl ProcessInner {
                 .collect();
             let url = sync_url(
                 &server,
-                &self.token,
-                &self.shared.device,
-                &self.shared.actor.to_hex_string(),
-                &public_key,
+                &SyncQuery {
+                    token: Some(self.token.clone()),
+                    device: Some(self.shared.device.clone()),
+                    actor: Some(self.shared.actor.to_hex_string()),
+                    key: Some(public_key),
+                },
             );
             // The first dial can fail on a race inside samod: retry forever, with backoff.
             let backoff = BackoffConfig {
@@ -385,8 +283,13 @@ impl ProcessInner {
 
     /// Starts finding every document of the process that has no handle yet.
     fn find_documents(self: &Arc<Self>) {
-        let ids = lock(&self.state).docs.clone();
-        for (doc_id, _) in ids {
+        let ids: Vec<String> = lock(&self.state)
+            .replica
+            .documents()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        for doc_id in ids {
             if lock(&self.handles).contains_key(&doc_id)
                 || !lock(&self.finding).insert(doc_id.clone())
             {
@@ -442,39 +345,17 @@ impl ProcessInner {
         self.notify_status();
     }
 
-    /// Brings the session and samod's copy of one document together, and
+    /// Brings the replica and samod's copy of one document together, and
     /// records what the server has acknowledged.
     fn on_doc_event(self: &Arc<Self>, doc_id: &str) {
         let Some(handle) = lock(&self.handles).get(doc_id).cloned() else {
             return;
         };
-        let mut changed = false;
-        // The process document as it is after a change to it.
-        let mut new_info: Option<ProcessInfo> = None;
-        {
+        let effects = {
             let mut st = lock(&self.state);
-            let which = st
-                .docs
-                .iter()
-                .find(|(id, _)| id == doc_id)
-                .map(|(_, w)| w.clone());
-            let Some(which) = which else { return };
-            // Typing is positioned on the text as it is now: commit it before
-            // changes from elsewhere move the text (and only then, so that sync
-            // traffic such as acknowledgements never cuts a typing window short).
-            if which == Which::Text && !st.typing.is_empty() {
-                let text = st.session.docs().text.automerge();
-                let incoming = handle.with_document(|d| {
-                    d.get_heads()
-                        .iter()
-                        .any(|h| text.get_change_by_hash(h).is_none())
-                });
-                if incoming {
-                    let _ = self.flush_pending(&mut st);
-                }
-            }
-            let mine = self.doc_mut(&mut st, &which);
-            let Some(mine) = mine else { return };
+            let Some(mine) = st.replica.document(doc_id) else {
+                return;
+            };
             let incoming = handle.with_document(|d| {
                 // Local changes made before the handle existed go out now.
                 let outgoing = d.get_changes_added(mine);
@@ -483,164 +364,47 @@ impl ProcessInner {
                 }
                 mine.get_changes_added(d)
             });
-            if !incoming.is_empty() {
-                let before = mine.get_heads();
-                let ok = mine.apply_changes(incoming).is_ok();
-                changed = ok && mine.get_heads() != before;
-                if changed {
-                    // samod stores what it receives, in the background. The
-                    // text's changes are stored by this phone as well before
-                    // typing is placed on them (`persist_text`): a journal
-                    // entry names the text it was typed into, and a replay
-                    // needs that text on disk.
-                    if which != Which::Text {
-                        let heads = mine.get_heads();
-                        st.saved.insert(doc_id.to_owned(), heads);
-                    }
-                    if which == Which::Process {
-                        // Read every member once, for everything that depends on them.
-                        new_info = st.session.docs().process.info().ok();
-                        st.docs = Self::list_docs(new_info.as_ref(), &self.process_id);
-                        if let Some(info) = &new_info {
-                            self.ensure_contributions_docs(&mut st, info);
-                        }
-                    }
-                }
-            }
+            // A change that cannot be merged stays in samod's copy and is
+            // tried again at the next event.
+            let effects = st.replica.merge(doc_id, incoming).unwrap_or_default();
             // What the server says it has (it says so only after storing it).
             let server_conn = lock(&self.dialer).as_ref().and_then(|d| d.connection_id());
             if let Some(conn) = server_conn {
                 let (peers, _) = handle.peers();
-                if let Some(their) = peers.get(&conn).and_then(|p| p.their_heads.clone()) {
-                    self.record_acked(&mut st, doc_id, &which, their);
+                if let Some(their) = peers.get(&conn).and_then(|p| p.their_heads.clone())
+                    && let Ok(Some((k, v))) = st.replica.acknowledged(doc_id, &their)
+                {
+                    // Best effort: a lost record only makes the status more cautious.
+                    let _ = self.shared.kv.put(&k, &v);
                 }
             }
-        }
-        if let Some(info) = new_info {
+            effects
+        };
+        self.apply(effects);
+    }
+
+    /// Does what the replica asks after an operation (outside the lock).
+    fn apply(self: &Arc<Self>, effects: Effects) {
+        if let Some(info) = effects.process_info {
             self.gate.set_info(info);
             self.find_documents();
         }
-        if changed && let Some(l) = self.shared.listener() {
+        if effects.schedule_commit {
+            self.schedule_flush();
+        }
+        if effects.documents_changed
+            && let Some(l) = self.shared.listener()
+        {
             l.documents_changed(self.process_id.clone());
         }
         self.notify_status();
-    }
-
-    /// After the process document changed: make sure every member's
-    /// contributions document has a place in the session.
-    fn ensure_contributions_docs(&self, st: &mut State, info: &ProcessInfo) {
-        let actor = self.shared.actor.clone();
-        for m in info.members.values() {
-            st.session
-                .docs_mut()
-                .contributions
-                .entry(m.id.clone())
-                .or_insert_with(|| {
-                    let mut d = ContributionsDoc::empty();
-                    d.set_actor(actor.clone());
-                    d
-                });
-        }
-    }
-
-    fn doc_mut<'a>(&self, st: &'a mut State, which: &Which) -> Option<&'a mut Automerge> {
-        let actor = self.shared.actor.clone();
-        let docs = st.session.docs_mut();
-        Some(match which {
-            Which::Process => docs.process.automerge_mut(),
-            Which::Text => docs.text.automerge_mut(),
-            Which::Contributions(m) => docs
-                .contributions
-                .entry(m.clone())
-                .or_insert_with(|| {
-                    let mut d = ContributionsDoc::empty();
-                    d.set_actor(actor);
-                    d
-                })
-                .automerge_mut(),
-        })
-    }
-
-    fn doc_ref<'a>(st: &'a State, which: &Which) -> Option<&'a Automerge> {
-        let docs = st.session.docs();
-        Some(match which {
-            Which::Process => docs.process.automerge(),
-            Which::Text => docs.text.automerge(),
-            Which::Contributions(m) => docs.contributions.get(m)?.automerge(),
-        })
-    }
-
-    fn record_acked(&self, st: &mut State, doc_id: &str, which: &Which, their: Vec<ChangeHash>) {
-        let Some(doc) = Self::doc_ref(st, which) else {
-            return;
-        };
-        let known: Vec<ChangeHash> = their
-            .into_iter()
-            .filter(|h| doc.get_change_by_hash(h).is_some())
-            .collect();
-        if known.is_empty() {
-            return;
-        }
-        // Keep earlier acknowledged heads that are not covered by the new ones.
-        let after: HashSet<ChangeHash> = doc.get_changes(&known).iter().map(Change::hash).collect();
-        let mut acked = known;
-        for h in st.acked.get(doc_id).cloned().unwrap_or_default() {
-            if after.contains(&h) && !acked.contains(&h) {
-                acked.push(h);
-            }
-        }
-        acked.sort();
-        if st.acked.get(doc_id) == Some(&acked) {
-            return;
-        }
-        let text: Vec<String> = acked.iter().map(|h| h.to_string()).collect();
-        if let Ok(k) = key(&[PREFIX, "acked", &self.process_id, doc_id]) {
-            // Best effort: a lost record only makes the status more cautious.
-            let _ = self.shared.kv.put(&k, text.join(",").as_bytes());
-        }
-        st.acked.insert(doc_id.to_owned(), acked);
     }
 
     fn status(&self, st: &mut State) -> SyncStatus {
         let online = lock(&self.dialer)
             .as_ref()
             .is_some_and(|d| d.is_connected());
-        // Counting walks this device's unacknowledged changes: do it again
-        // only when a document or what the server acknowledged has moved,
-        // not on every keystroke.
-        let mut key = Vec::with_capacity(st.docs.len() * 2);
-        for (doc_id, which) in &st.docs {
-            if *which == Which::Process {
-                continue;
-            }
-            if let Some(doc) = Self::doc_ref(st, which) {
-                key.push(doc.get_heads());
-                key.push(st.acked.get(doc_id).cloned().unwrap_or_default());
-            }
-        }
-        let committed = match &st.unsynced {
-            Some((k, n)) if *k == key => *n,
-            _ => {
-                let mut n = 0u32;
-                for (doc_id, which) in &st.docs {
-                    if *which == Which::Process {
-                        continue;
-                    }
-                    let Some(doc) = Self::doc_ref(st, which) else {
-                        continue;
-                    };
-                    let acked = st.acked.get(doc_id).cloned().unwrap_or_default();
-                    n += doc
-                        .get_changes(&acked)
-                        .iter()
-                        .filter(|c| c.actor_id() == &self.shared.actor)
-                        .count() as u32;
-                }
-                st.unsynced = Some((key, n));
-                n
-            }
-        };
-        let unsynced = committed + u32::from(!st.typing.is_empty());
+        let unsynced = st.replica.unsynced();
         SyncStatus {
             online,
             unsynced_changes: unsynced,
@@ -665,26 +429,15 @@ impl ProcessInner {
 
     // ---- local writes ----
 
-    /// Stores the changes of the writable documents made since they were
-    /// last stored, then hands them to samod to sync.
-    fn persist(&self, st: &mut State) -> Result<()> {
-        for (doc_id, which) in st.docs.clone() {
-            if which == Which::Process {
-                continue;
-            }
-            let Some(doc) = Self::doc_ref(st, &which) else {
-                continue;
-            };
-            let since = st.saved.get(&doc_id).cloned().unwrap_or_default();
-            if doc.get_heads() == since {
-                continue;
-            }
-            let changes = doc.get_changes(&since);
-            let heads = self.shared.docs.save_incremental(&doc_id, doc, &since)?;
-            st.saved.insert(doc_id.clone(), heads);
-            self.push(&doc_id, changes);
+    /// Stores a write of the replica in one batch, reports the outcome to
+    /// it, and hands what it stored to samod.
+    fn store(&self, st: &mut State, w: Write) -> Result<Effects> {
+        let stored = self.shared.docs.write_batch(&w.puts, &w.deletes);
+        let effects = st.replica.written(w, stored)?;
+        for (doc_id, changes) in &effects.sync {
+            self.push(doc_id, changes.clone());
         }
-        Ok(())
+        Ok(effects)
     }
 
     fn push(&self, doc_id: &str, changes: Vec<Change>) {
@@ -705,77 +458,22 @@ impl ProcessInner {
         self: &Arc<Self>,
         op: impl FnOnce(&mut Session, i64) -> klad_core::Result<R>,
     ) -> Result<R> {
-        let r = {
+        let (r, effects) = {
             let mut st = lock(&self.state);
-            self.flush_pending(&mut st)?;
-            let r = op(&mut st.session, now_ms())?;
-            self.persist(&mut st)?;
-            r
+            let (r, w) = st.replica.operate(now_ms(), op)?;
+            (r, self.store(&mut st, w)?)
         };
-        self.after_local_change();
+        self.apply(effects);
         Ok(r)
     }
 
-    fn after_local_change(&self) {
-        if let Some(l) = self.shared.listener() {
-            l.documents_changed(self.process_id.clone());
-        }
-        self.notify_status();
-    }
-
-    /// Turns the pending typing into changes (one per run of keystrokes in
-    /// one field, placed at the version they were typed into), stored in the
-    /// same atomic batch that removes their journal entries. If storing fails
-    /// the changes leave the text again and the typing stays in the journal.
+    /// Commits pending typing (under the lock), storing it with the removal
+    /// of its journal entries.
     fn flush_pending(&self, st: &mut State) -> Result<()> {
-        while !st.typing.is_empty() {
-            let text_doc = st
-                .docs
-                .iter()
-                .find(|(_, w)| *w == Which::Text)
-                .map(|(id, _)| id.clone())
-                .ok_or_else(|| {
-                    KladError::not_found(
-                        "The text of this process has not arrived on this phone yet; connect to sync it.",
-                    )
-                })?;
-            let State {
-                typing, session, ..
-            } = st;
-            let Some(commit) = typing.commit(session, now_ms())? else {
-                return Ok(());
-            };
-            // The store's layout (see klad_core::store::DocStore): a single
-            // change is kept under its hash.
-            let mut puts = Vec::new();
-            for c in &commit.changes {
-                puts.push((
-                    key(&[text_doc.as_str(), INCREMENTAL, &c.hash().to_string()])?,
-                    c.raw_bytes().to_vec(),
-                ));
-            }
-            let mut deletes = Vec::new();
-            for seq in &commit.seqs {
-                deletes.push(self.journal_key(*seq)?);
-            }
-            if let Err(e) = self.shared.kv.write_batch(&puts, &deletes) {
-                st.typing.abandon(&mut st.session, commit)?;
-                return Err(e.into());
-            }
-            if st.saved.get(text_doc.as_str()) == Some(&commit.before) {
-                st.saved
-                    .insert(text_doc.clone(), st.session.docs().text.heads());
-            }
-            let changes = commit.changes.clone();
-            st.typing.committed(commit);
-            self.push(text_doc.as_str(), changes);
+        if let Some(w) = st.replica.commit(now_ms())? {
+            self.store(st, w)?;
         }
         Ok(())
-    }
-
-    /// Where the journal keeps keystroke `seq`.
-    fn journal_key(&self, seq: u64) -> Result<Key> {
-        key(&[PREFIX, "pending", &self.process_id, &format!("{seq:020}")])
     }
 
     pub fn commit(&self) -> Result<()> {
@@ -802,7 +500,7 @@ impl ProcessInner {
 
     /// One keystroke (or paste) into an article's heading or body, typed
     /// into `version` of the text (`None`: the text as shown now): checked by
-    /// klad-client and klad-core, then written to the journal before it returns.
+    /// the replica and klad-core, then in the journal before it returns.
     pub(crate) fn type_keystroke(
         self: &Arc<Self>,
         version: Option<Vec<ChangeHash>>,
@@ -812,80 +510,45 @@ impl ProcessInner {
         delete: u32,
         insert: String,
     ) -> Result<()> {
-        {
-            let mut st = lock(&self.state);
-            let splice = Splice {
-                pos: pos as usize,
-                delete: delete as usize,
-                insert,
-            };
-            let mut prepared = st.typing.prepare(
-                &st.session,
-                version.as_deref(),
-                &id,
-                heading,
-                splice.clone(),
-            )?;
-            if prepared == Prepared::CommitFirst {
-                self.flush_pending(&mut st)?;
-                prepared =
-                    st.typing
-                        .prepare(&st.session, version.as_deref(), &id, heading, splice)?;
-            }
-            let Prepared::Append(k) = prepared else {
-                return Err(KladError::storage(
-                    "Typing into an older version of the text could not be committed first; read the text again and retry.",
-                ));
-            };
-            if st.typing.is_empty() {
-                // The text this typing applies at must be on disk before the
-                // journal names it (a replay forks at it).
-                self.persist_text(&mut st)?;
-            }
-            let bytes = serde_json::to_vec(&k).map_err(|e| {
-                KladError::storage(format!("The keystroke could not be recorded ({e})."))
-            })?;
-            self.shared.kv.put(&self.journal_key(k.seq)?, &bytes)?;
-            let State {
-                typing, session, ..
-            } = &mut *st;
-            typing.accept(&session.docs().text, k)?;
-        }
-        self.schedule_flush();
-        self.after_local_change();
-        Ok(())
-    }
-
-    /// Stores the text's changes (from anywhere) that are not stored yet.
-    fn persist_text(&self, st: &mut State) -> Result<()> {
-        let Some(text_doc) = st
-            .docs
-            .iter()
-            .find(|(_, w)| *w == Which::Text)
-            .map(|(id, _)| id.clone())
-        else {
-            return Ok(());
+        let splice = Splice {
+            pos: pos as usize,
+            delete: delete as usize,
+            insert,
         };
-        let doc = st.session.docs().text.automerge();
-        let since = st.saved.get(&text_doc).cloned().unwrap_or_default();
-        if doc.get_heads() != since {
-            let heads = self.shared.docs.save_incremental(&text_doc, doc, &since)?;
-            st.saved.insert(text_doc, heads);
-        }
+        let effects = {
+            let mut st = lock(&self.state);
+            let w = st
+                .replica
+                .keystroke(now_ms(), version.as_deref(), &id, heading, splice)?;
+            self.store(&mut st, w)?
+        };
+        self.apply(effects);
         Ok(())
     }
 
     /// The version of the text as shown now (after committing typing into
     /// an older version), as text: the heads in hex, comma-separated.
     fn text_version(&self, st: &mut State) -> Result<String> {
-        if st.typing.is_stale(&st.session.docs().text) {
+        if st.replica.is_stale() {
             self.flush_pending(st)?;
         }
-        let v = st.typing.version(&st.session.docs().text);
-        Ok(v.iter()
+        Ok(st
+            .replica
+            .text_version()
+            .iter()
             .map(|h| h.to_string())
             .collect::<Vec<_>>()
             .join(","))
+    }
+}
+
+impl From<replica::Error> for KladError {
+    fn from(e: replica::Error) -> Self {
+        match e {
+            replica::Error::Core(e) => e.into(),
+            replica::Error::Store(e) => e.into(),
+            replica::Error::Damaged(m) => KladError::storage(m),
+        }
     }
 }
 
@@ -926,7 +589,7 @@ impl KladProcess {
     /// The members of the process.
     pub fn members(&self) -> Result<Vec<Member>> {
         let st = lock(&self.inner.state);
-        let info = st.session.docs().process.info()?;
+        let info = st.replica.session().docs().process.info()?;
         Ok(info
             .members
             .values()
@@ -977,16 +640,16 @@ impl KladProcess {
     pub fn articles_with_version(&self) -> Result<TextSnapshot> {
         let mut st = lock(&self.inner.state);
         let version = self.inner.text_version(&mut st)?;
-        let mut out: Vec<Article> = views::articles(st.session.docs())
+        let mut out: Vec<Article> = views::articles(st.replica.session().docs())
             .into_iter()
             .map(Article::from)
             .collect();
         // Typing not yet committed shows as typed.
         for a in &mut out {
-            if let Some(t) = st.typing.typed(&st.session.docs().text, &a.id, true) {
+            if let Some(t) = st.replica.typed(&a.id, true) {
                 a.heading = t;
             }
-            if let Some(t) = st.typing.typed(&st.session.docs().text, &a.id, false) {
+            if let Some(t) = st.replica.typed(&a.id, false) {
                 a.body = t;
             }
         }
@@ -1239,6 +902,6 @@ impl KladProcess {
     fn read<R>(&self, f: impl FnOnce(&ProcessDocs) -> Result<R>) -> Result<R> {
         let mut st = lock(&self.inner.state);
         self.inner.flush_pending(&mut st)?;
-        f(st.session.docs())
+        f(st.replica.session().docs())
     }
 }

@@ -79,6 +79,9 @@ pub struct Commit {
     /// The typing went onto a text that had changed since its version, and
     /// no set of heads describes what the app shows for it any more.
     moved: bool,
+    /// The keystrokes it holds (out of the pending typing until the commit
+    /// is stored or abandoned).
+    keystrokes: Vec<Keystroke>,
 }
 
 /// The typing of one phone into one process's text.
@@ -196,14 +199,8 @@ impl Typing {
     ) -> Result<Prepared> {
         session.may_edit_text()?;
         let text = &session.docs().text;
-        let id = ArticleId::from(article);
-        if !text.article_ids().contains(&id) {
-            // The text's own sentence for a missing or removed article.
-            text.body(&id)?;
-            return Err(Error::NotFound(format!(
-                "The article {article} has been removed from the text; it can no longer be changed or commented on."
-            )));
-        }
+        // The text's own sentence for a missing or removed article.
+        text.check_live_article(&ArticleId::from(article))?;
         let version = match version {
             Some(v) => v.to_vec(),
             None => self.version(text),
@@ -260,8 +257,11 @@ impl Typing {
 
     /// Turns the first group of pending typing into changes (one per run of
     /// keystrokes in one field), applied at the heads it was typed against and
-    /// merged into the session's text. `Ok(None)` when nothing is pending. On
-    /// an error nothing changes and the typing stays pending.
+    /// merged into the session's text. The group leaves the pending typing
+    /// (so the next call takes the next group) until the commit is
+    /// [`committed`](Typing::committed) or [`abandoned`](Typing::abandon).
+    /// `Ok(None)` when nothing is pending. On an error nothing changes and
+    /// the typing stays pending.
     pub fn commit(&mut self, session: &mut Session, now_ms: i64) -> Result<Option<Commit>> {
         let Some((version, base)) = self.group() else {
             return Ok(None);
@@ -299,6 +299,8 @@ impl Typing {
         let seqs: Vec<u64> = group.iter().map(|k| k.seq).collect();
         let edited = session.edit_text_at(now_ms, &base, &edits)?;
         let moved = edited.heads_after.is_none();
+        let keystrokes: Vec<Keystroke> = self.pending.drain(..seqs.len()).collect();
+        self.typed.clear();
         Ok(Some(Commit {
             changes: edited.changes,
             seqs,
@@ -306,13 +308,12 @@ impl Typing {
             version,
             after: edited.heads_after.unwrap_or_default(),
             moved,
+            keystrokes,
         }))
     }
 
     /// The commit is stored (with its journal entries removed).
     pub fn committed(&mut self, c: Commit) {
-        self.pending.retain(|k| !c.seqs.contains(&k.seq));
-        self.typed.clear();
         self.after.retain(|(v, _)| *v != c.version);
         self.superseded.retain(|v| *v != c.version);
         if c.moved {
@@ -329,8 +330,11 @@ impl Typing {
     }
 
     /// Storing the commit failed: its changes leave the session's text again
-    /// and the typing stays pending (and in the journal), to be committed later.
+    /// and the typing is pending again (it is still in the journal), to be
+    /// committed later. Abandon several commits newest first.
     pub fn abandon(&mut self, session: &mut Session, c: Commit) -> Result<()> {
+        self.typed.clear();
+        self.pending.splice(0..0, c.keystrokes);
         session.docs_mut().text.rollback(&c.before)
     }
 

@@ -10,32 +10,19 @@
 //! what was stored and restores the journal. "Another phone" is a fork of the
 //! text with another actor, merged in with `apply_changes`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc};
+use automerge::{Change, ChangeHash};
 use klad_client::{Keystroke, Prepared, Typing};
 use klad_core::{
-    ArticleId, ContributionsDoc, DocId, Error, KladDocument, MemberId, ProcessDoc, ProcessDocs,
-    ProcessId, Role, Session, Splice, TextDoc,
+    ArticleId, ContributionsDoc, Error, KladDocument, MemberId, ProcessDoc, ProcessDocs, Session,
+    Splice, TextDoc,
 };
 use proptest::prelude::*;
 
-/// A fixed clock start (2026-01-05, ms).
-const T0: i64 = 1_767_571_200_000;
-
-/// The body every test starts from: three tokens.
-const BODY: &str = "[a][b][c]";
-const HEADING: &str = "Heading";
-
-fn phone_actor() -> ActorId {
-    ActorId::from([1u8; 16])
-}
-
-fn remote_actor() -> ActorId {
-    ActorId::from([9u8; 16])
-}
+mod common;
+use common::*;
 
 // ---------------------------------------------------------------------------
 // The phone: a session, its typing, and what it has on disk.
@@ -62,45 +49,6 @@ struct Phone {
     disk: Disk,
     now: i64,
     article: ArticleId,
-}
-
-/// A process with a drafter (Anna, this phone) and an official (Olga), and
-/// one article; the documents as the server would hand them out.
-fn process() -> (ProcessDocs, MemberId, MemberId, ArticleId) {
-    let mut docs = ProcessDocs::create(
-        T0,
-        &ProcessId::from("p1"),
-        "Verordening Groene Buurt",
-        &DocId::from("text"),
-    )
-    .unwrap();
-    let anna = docs
-        .add_member(
-            T0,
-            None,
-            "Anna",
-            Role::Drafter,
-            &DocId::from("contrib-Anna"),
-        )
-        .unwrap();
-    docs.process
-        .register_device(T0, &anna, &phone_actor(), None)
-        .unwrap();
-    let olga = docs
-        .add_member(
-            T0,
-            None,
-            "Olga",
-            Role::Official,
-            &DocId::from("contrib-Olga"),
-        )
-        .unwrap();
-    docs.process
-        .register_device(T0, &olga, &ActorId::from([3u8; 16]), None)
-        .unwrap();
-    let mut s = Session::new(docs, anna.clone(), ActorId::from([2u8; 16]));
-    let article = s.create_article(T0, None, HEADING, BODY).unwrap();
-    (s.into_docs(), anna, olga, article)
 }
 
 impl Phone {
@@ -344,103 +292,6 @@ impl Phone {
         let heads = self.heads();
         self.typing = Typing::restore(self.journal(), &heads);
         self.check_journal();
-    }
-}
-
-/// The other phone: a fork of the text with another actor.
-struct Remote {
-    doc: Automerge,
-    article: ArticleId,
-}
-
-impl Remote {
-    fn body_obj(&self) -> automerge::ObjId {
-        let articles = self.doc.get(ROOT, "articles").unwrap().unwrap().1;
-        let article = self
-            .doc
-            .get(&articles, self.article.as_str())
-            .unwrap()
-            .unwrap()
-            .1;
-        self.doc.get(&article, "body").unwrap().unwrap().1
-    }
-
-    fn body(&self) -> String {
-        self.doc.text(self.body_obj()).unwrap()
-    }
-
-    fn insert(&mut self, pos: usize, s: &str) {
-        let body = self.body_obj();
-        let mut tx = self.doc.transaction();
-        tx.splice_text(&body, pos, 0, s).unwrap();
-        tx.commit();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Tokens: every test types whole tokens like "[k7]" (the app) and "{r3}"
-// (the other phone), so "landed once, intact, in place" can be read off.
-// ---------------------------------------------------------------------------
-
-/// The text as tokens, or `None` if any token was split or damaged.
-fn tokens(text: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    while let Some(open) = chars.next() {
-        let close = match open {
-            '[' => ']',
-            '{' => '}',
-            '(' => ')',
-            _ => return None,
-        };
-        let mut t = String::from(open);
-        loop {
-            let c = chars.next()?;
-            t.push(c);
-            if c == close {
-                break;
-            }
-            if !c.is_ascii_alphanumeric() {
-                return None;
-            }
-        }
-        out.push(t);
-    }
-    Some(out)
-}
-
-/// Character positions between tokens (start and end included).
-fn boundaries(text: &str) -> Vec<usize> {
-    std::iter::once(0)
-        .chain(
-            text.chars()
-                .enumerate()
-                .filter(|(_, c)| matches!(c, ']' | '}' | ')'))
-                .map(|(i, _)| i + 1),
-        )
-        .collect()
-}
-
-/// Every token of `model` is in `text`, in the same order (whatever else
-/// `text` has between them).
-fn assert_keeps_order(model: &str, text: &str, what: &str) {
-    let model =
-        tokens(model).unwrap_or_else(|| panic!("{what}: the app's model is damaged: {model}"));
-    let all = tokens(text).unwrap_or_else(|| panic!("{what}: a token was split: {text}"));
-    let in_model: HashSet<&String> = model.iter().collect();
-    let kept: Vec<String> = all.into_iter().filter(|t| in_model.contains(t)).collect();
-    assert_eq!(
-        kept, model,
-        "{what}: the text does not keep the tokens of the app's model in its order: {text}"
-    );
-}
-
-/// Each of `expected` occurs exactly once in `text`.
-fn assert_once(text: &str, expected: &[String], what: &str) {
-    let all = tokens(text).unwrap_or_else(|| panic!("{what}: a token was split: {text}"));
-    for t in expected {
-        let n = all.iter().filter(|x| *x == t).count();
-        assert_eq!(n, 1, "{what}: {t} occurs {n} times in {text}");
     }
 }
 

@@ -255,6 +255,25 @@ pub trait KladDocument {
     fn set_actor(&mut self, actor: ActorId) {
         self.automerge_mut().set_actor(actor);
     }
+
+    /// Takes the document back to `heads` (an earlier state of it): the
+    /// changes made since leave it again, as when storing them failed.
+    /// Changes from elsewhere merged since leave it too, so call it only
+    /// right after making the changes to undo.
+    fn rollback(&mut self, heads: &[ChangeHash]) -> Result<()> {
+        if heads == self.automerge().get_heads().as_slice() {
+            return Ok(());
+        }
+        let actor = self.automerge().get_actor().clone();
+        let mut then = self.automerge().fork_at(heads).map_err(|_| {
+            Error::NotFound(
+                "That version of the document is not on this device (it names changes this device does not have); read it again and retry.".into(),
+            )
+        })?;
+        then.set_actor(actor);
+        *self.automerge_mut() = then;
+        Ok(())
+    }
 }
 
 /// A small cache of lookups into a document (object ids, a member's role),

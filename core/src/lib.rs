@@ -35,7 +35,7 @@ pub use contributions::{
 pub use document::{DocKind, KladDocument, SCHEMA_VERSION};
 pub use error::{Error, Result};
 pub use ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
-pub use process::{Member, NewMember, ProcessDoc, ProcessInfo};
+pub use process::{DocRole, Member, NewMember, ProcessDoc, ProcessInfo};
 pub use rules::{
     Action, DocumentAccess, Phase, ReadOnlyReason, Refusal, Role, document_access, may,
 };

@@ -48,7 +48,48 @@ pub struct ProcessInfo {
     pub members: BTreeMap<MemberId, Member>,
 }
 
+/// What a document is, within its process.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DocRole {
+    /// The process document (written by the server only).
+    Process,
+    /// The text document.
+    Text,
+    /// The contributions document of this member.
+    Contributions(MemberId),
+}
+
 impl ProcessInfo {
+    /// Every document of the process, the process document first, then the
+    /// text, then each member's contributions (in member id order). The one
+    /// list the server, the phones and the tools use.
+    pub fn documents(&self) -> Vec<(DocId, DocRole)> {
+        let mut out = Vec::with_capacity(self.members.len() + 2);
+        out.push((DocId(self.id.to_string()), DocRole::Process));
+        out.push((self.text_doc.clone(), DocRole::Text));
+        for m in self.members.values() {
+            out.push((
+                m.contributions_doc.clone(),
+                DocRole::Contributions(m.id.clone()),
+            ));
+        }
+        out
+    }
+
+    /// Which of the process's documents `doc` is, if any.
+    pub fn doc_role(&self, doc: &str) -> Option<DocRole> {
+        if doc == self.id.as_str() {
+            return Some(DocRole::Process);
+        }
+        if doc == self.text_doc.as_str() {
+            return Some(DocRole::Text);
+        }
+        self.members
+            .values()
+            .find(|m| m.contributions_doc.as_str() == doc)
+            .map(|m| DocRole::Contributions(m.id.clone()))
+    }
+
     /// The member with `id`, or a sentence saying they are not a member.
     pub fn member(&self, id: &MemberId) -> Result<&Member> {
         self.members.get(id).ok_or_else(|| {

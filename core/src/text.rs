@@ -162,6 +162,12 @@ impl TextDoc {
         Ok(objs)
     }
 
+    /// `Ok` when the article exists and is not removed; otherwise the
+    /// sentence saying which (cheap: the article's objects are remembered).
+    pub fn check_live_article(&self, id: &ArticleId) -> Result<()> {
+        self.live_article_obj(id).map(|_| ())
+    }
+
     /// The object of a live (not removed) article, or a sentence saying why not.
     pub(crate) fn live_article_obj(&self, id: &ArticleId) -> Result<ObjId> {
         let objs = self.article_objs(id)?;
@@ -322,19 +328,6 @@ impl TextDoc {
         }
         let (hash, _) = tx.commit_with(crate::document::commit(now_ms, message));
         Ok(hash.map_or_else(|| at.to_vec(), |h| vec![h]))
-    }
-
-    /// Forgets every change made after `heads` (changes made here that could
-    /// not be stored): the document becomes what it was at `heads`.
-    pub fn rollback(&mut self, heads: &[automerge::ChangeHash]) -> Result<()> {
-        if heads == self.doc.get_heads().as_slice() {
-            return Ok(());
-        }
-        let actor = self.doc.get_actor().clone();
-        let mut then = self.doc.fork_at(heads).map_err(|_| unknown_version())?;
-        then.set_actor(actor);
-        *self.automerge_mut() = then;
-        Ok(())
     }
 
     /// One batch of splices typed into a field as it was at `heads`, as one

@@ -69,29 +69,17 @@ impl Directory {
             let pid = info.id.clone();
             idx.docs.retain(|_, e| e.process != pid);
             idx.members.retain(|_, p| *p != pid);
-            idx.docs.insert(
-                pid.to_string(),
-                DocEntry {
-                    process: pid.clone(),
-                    role: DocRole::Process,
-                },
-            );
-            idx.docs.insert(
-                info.text_doc.to_string(),
-                DocEntry {
-                    process: pid.clone(),
-                    role: DocRole::Text,
-                },
-            );
-            for m in info.members.values() {
+            for (doc, role) in info.documents() {
+                if let DocRole::Contributions(m) = &role {
+                    idx.members.insert(m.clone(), pid.clone());
+                }
                 idx.docs.insert(
-                    m.contributions_doc.to_string(),
+                    doc.to_string(),
                     DocEntry {
                         process: pid.clone(),
-                        role: DocRole::Contributions(m.id.clone()),
+                        role,
                     },
                 );
-                idx.members.insert(m.id.clone(), pid.clone());
             }
             idx.registries
                 .insert(pid.clone(), Arc::new(Registry::new(info.clone())));

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use klad_core::rules::{Phase, Role};
 use klad_core::store::SledStore;
 use klad_core::{MemberId, ProcessId};
+use klad_sync::connect::{PUBLIC_KEY_HEADER, SYNC_PATH, SyncQuery, parse_actor};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -73,7 +74,7 @@ impl From<TokenError> for ApiError {
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = axum::extract::DefaultBodyLimit::max(64 * 1024);
     Router::new()
-        .route("/sync", get(sync))
+        .route(SYNC_PATH, get(sync))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -108,18 +109,6 @@ fn authenticate(state: &AppState, token: Option<&str>) -> Result<TokenClaims, To
         Some((pid, _)) if pid == claims.process => Ok(claims),
         _ => Err(TokenError::UnknownMember),
     }
-}
-
-#[derive(Deserialize)]
-struct SyncQuery {
-    token: Option<String>,
-    device: Option<String>,
-    /// Hex Automerge actor id the device writes with; registered under the
-    /// member so their changes are attributed to them.
-    actor: Option<String>,
-    /// Hex Ed25519 public key (32 bytes) of the device, registered with its
-    /// actor so that other members' phones can relay its signed changes.
-    key: Option<String>,
 }
 
 async fn sync(
@@ -234,22 +223,6 @@ async fn sync(
         response.headers_mut().insert(PUBLIC_KEY_HEADER, v);
     }
     response
-}
-
-/// The response header of a `/sync` upgrade that carries the server's public
-/// key (PASERK `k4.public…`), the same as `GET /public-key`.
-pub const PUBLIC_KEY_HEADER: &str = "x-klad-public-key";
-
-/// An Automerge actor id in hex: 1 to 32 bytes.
-fn parse_actor(hex: &str) -> Option<automerge::ActorId> {
-    if hex.len() < 2 || hex.len() > 64 || !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    Some(automerge::ActorId::from(bytes?))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

@@ -41,29 +41,11 @@ pub fn member_of_peer(peer: &str) -> MemberId {
     )
 }
 
-/// What a document is, within its process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DocRole {
-    /// The process document (written by the server only).
-    Process,
-    /// The text document.
-    Text,
-    /// The contributions document of this member.
-    Contributions(MemberId),
-}
+pub use klad_core::process::DocRole;
 
 /// Which document of the process `info` describes `doc` is, if any.
 pub fn doc_role(info: &ProcessInfo, doc: &str) -> Option<DocRole> {
-    if doc == info.id.as_str() {
-        return Some(DocRole::Process);
-    }
-    if doc == info.text_doc.as_str() {
-        return Some(DocRole::Text);
-    }
-    info.members
-        .values()
-        .find(|m| m.contributions_doc.as_str() == doc)
-        .map(|m| DocRole::Contributions(m.id.clone()))
+    info.doc_role(doc)
 }
 
 /// The access a peer gets to a document.

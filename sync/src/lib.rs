@@ -10,6 +10,7 @@
 //! functions on the bytes they carry, so a phone refuses from a peer exactly
 //! what the server would refuse.
 //!
+//! - [`connect`]: the sync URL's path and query, the server-key header, actor ids.
 //! - [`wire`]: automerge-repo frames (parse, replace sync data) and the peer-link handshake frames.
 //! - [`token`]: what a member token says, verified with the server's public key.
 //! - [`access`]: peer ids and the per-document decision ([`access::decide`]).
@@ -18,5 +19,6 @@
 
 pub mod access;
 pub mod authorship;
+pub mod connect;
 pub mod token;
 pub mod wire;

@@ -18,7 +18,7 @@ pub struct Frame {
 }
 
 /// Why a frame is not acceptable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     /// Not CBOR, or not a map with a `type`.
     #[error("the frame is not an automerge-repo message (a CBOR map with a \"type\" field)")]

@@ -156,20 +156,26 @@ impl<S: KvStore> DocStore<S> {
         doc: &Automerge,
         since_heads: &[ChangeHash],
     ) -> Result<Vec<ChangeHash>, StoreError> {
-        let heads = doc.get_heads();
-        let changes = doc.get_changes(since_heads);
-        let (name, bytes) = match changes.as_slice() {
-            [] => return Ok(heads),
-            [single] => (single.hash().to_string(), single.raw_bytes().to_vec()),
-            many => {
-                let bytes: Vec<u8> = many.iter().flat_map(Change::raw_bytes).copied().collect();
-                (hex(&Sha256::digest(&bytes)), bytes)
+        if let Some((key, bytes)) = incremental_value(doc_id, &doc.get_changes(since_heads))? {
+            self.kv.put(&key, &bytes)?;
+            self.note_new_value(doc_id);
+        }
+        Ok(doc.get_heads())
+    }
+
+    /// Writes `puts` and removes `deletes` in one atomic batch, like
+    /// [`KvStore::write_batch`], counting the document values among the puts
+    /// (from [`incremental_value`]) for compaction as a save would.
+    pub fn write_batch(&self, puts: &[(Key, Vec<u8>)], deletes: &[Key]) -> Result<(), StoreError> {
+        self.kv.write_batch(puts, deletes)?;
+        for (key, _) in puts {
+            if let [doc, kind, ..] = key.components()
+                && is_value_kind(kind)
+            {
+                self.note_new_value(doc);
             }
-        };
-        let key = Key::new([doc_id, INCREMENTAL, &name])?;
-        self.kv.put(&key, &bytes)?;
-        self.note_new_value(doc_id);
-        Ok(heads)
+        }
+        Ok(())
     }
 
     /// Persists the whole of `doc` as one snapshot, durably, and returns its
@@ -312,6 +318,26 @@ fn compaction_worker<S: KvStore>(kv: S, shared: Arc<Shared>, receiver: mpsc::Rec
             *lock(&shared.background_error) = Some(e);
         }
     }
+}
+
+/// The store entry (key and value) that holds `changes` of document
+/// `doc_id`, as [`DocStore::save_incremental`] writes it: a single change
+/// under its hash, several as one chunk under the SHA-256 of their bytes (the
+/// names samod and automerge-repo use). `None` for no changes. For callers
+/// that store it in a batch with other entries ([`DocStore::write_batch`]).
+pub fn incremental_value(
+    doc_id: &str,
+    changes: &[Change],
+) -> Result<Option<(Key, Vec<u8>)>, StoreError> {
+    let (name, bytes) = match changes {
+        [] => return Ok(None),
+        [single] => (single.hash().to_string(), single.raw_bytes().to_vec()),
+        many => {
+            let bytes: Vec<u8> = many.iter().flat_map(Change::raw_bytes).copied().collect();
+            (hex(&Sha256::digest(&bytes)), bytes)
+        }
+    };
+    Ok(Some((Key::new([doc_id, INCREMENTAL, &name])?, bytes)))
 }
 
 fn is_value_kind(kind: &str) -> bool {

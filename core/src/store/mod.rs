@@ -14,7 +14,7 @@ mod kv;
 mod mem;
 mod sled;
 
-pub use self::doc::{DocStore, INCREMENTAL, SNAPSHOT};
+pub use self::doc::{DocStore, INCREMENTAL, SNAPSHOT, incremental_value};
 pub use self::kv::{Key, KvStore, StoreError};
 pub use self::mem::MemStore;
 pub use self::sled::SledStore;

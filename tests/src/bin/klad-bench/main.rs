@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p klad-tests --bin klad-bench -- <benchmark>`, with
 //! `core-editing`, `wire`, `start` (needs the release `klad-server` next to
-//! this binary) or `store-load`.
+//! this binary), `store-load` or `typing` (the phone's replica typing offline).
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
 //! see shared/data/README.md) through klad-core's public edit API and through
@@ -16,6 +16,7 @@ use std::time::Instant;
 
 mod samod_client;
 mod start;
+mod typing;
 mod wire;
 
 use automerge::transaction::Transactable;
@@ -221,8 +222,9 @@ fn main() -> anyhow::Result<()> {
         ["populate", dir, n] => tokio_main(start::populate_command(dir, n)),
         ["store-load"] => start::store_load(),
         ["wire"] => tokio_main(wire::run()),
+        ["typing"] => typing::run(),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; choose core-editing, wire, start or store-load"
+            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load or typing"
         ),
     }
 }

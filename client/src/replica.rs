@@ -1,0 +1,701 @@
+//! The phone's replica of one process: the member's session over the
+//! process's documents, their typing, what of it is stored, and what the
+//! server has acknowledged.
+//!
+//! The replica does no IO. Every operation that must be on disk before it
+//! returns hands back a [`Write`]: the caller stores its entries in one atomic
+//! batch and reports the outcome with [`Replica::written`], which applies the
+//! operation for good (and says what to sync and tell the app, [`Effects`])
+//! or takes it back. One write is outstanding at a time; the caller holds the
+//! replica (under its lock) from the operation to `written`.
+//!
+//! # Invariants
+//!
+//! - A keystroke is accepted only after its journal entry is stored; a journal
+//!   entry is removed only in the same batch that stores the change holding it.
+//!   So every keystroke whose call returned is either in the journal or in a
+//!   stored change, never both, never neither.
+//! - A write that fails leaves the documents as they were before the
+//!   operation (and the typing pending), and the caller gets the error.
+//! - The text a journal entry was typed against is stored before the entry
+//!   ([`Typing`] replays it there after a crash).
+//! - Remote changes are merged in memory only; the sync engine stores them.
+//!   Pending typing keeps the version it was typed into, so a merge never
+//!   moves it.
+//! - The unsynced count covers this device's changes the server has not
+//!   acknowledged, plus one while typing is pending; it is recounted only when
+//!   a document or an acknowledgement may have moved (every write, merge and
+//!   acknowledgement moves the replica's generation).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use automerge::{ActorId, Automerge, Change, ChangeHash};
+use klad_core::store::{Key, StoreError, incremental_value};
+use klad_core::{
+    ContributionsDoc, DocRole, KladDocument, MemberId, ProcessDoc, ProcessDocs, ProcessInfo,
+    Session, Splice, TextDoc,
+};
+
+use crate::typing::{Commit, Keystroke, Prepared, Typing};
+
+/// What can go wrong in the replica: a domain error (with klad-core's
+/// sentence) or the store's.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A rule, a missing document, bad input: klad-core's sentence.
+    #[error(transparent)]
+    Core(#[from] klad_core::Error),
+    /// Reading or writing the data directory failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record of the replica's own in the data directory cannot be read.
+    #[error("{0}")]
+    Damaged(String),
+}
+
+/// Result with the replica's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads what the data directory holds (at open only).
+pub trait Disk {
+    /// The stored document `doc_id`, if any.
+    fn load(&mut self, doc_id: &str) -> Result<Option<Automerge>, StoreError>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError>;
+}
+
+/// Who and where: the process, the member, this device, and the first key
+/// component of the replica's own records.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The process id (= its process document's id).
+    pub process_id: String,
+    /// The member this phone acts for.
+    pub member: MemberId,
+    /// This device's Automerge actor.
+    pub actor: ActorId,
+    /// First key component of the journal and acknowledgement records
+    /// (never an automerge-repo document id).
+    pub prefix: String,
+}
+
+/// Entries to store in one atomic batch, then report with
+/// [`Replica::written`].
+#[must_use = "store the write, then report it with Replica::written"]
+#[derive(Debug)]
+pub struct Write {
+    /// Entries to put.
+    pub puts: Vec<(Key, Vec<u8>)>,
+    /// Entries to remove.
+    pub deletes: Vec<Key>,
+    /// Heads of each writable document before the operation, to go back to
+    /// if storing fails.
+    undo: Vec<(String, Vec<ChangeHash>)>,
+    /// Typing turned into changes by this write, oldest first.
+    commits: Vec<Commit>,
+    /// Documents stored by this write, with the heads stored up to.
+    saved: Vec<(String, Vec<ChangeHash>)>,
+    /// Changes for the sync engine once stored.
+    sync: Vec<(String, Vec<Change>)>,
+    /// A keystroke to accept once stored.
+    keystroke: Option<Keystroke>,
+    now_ms: i64,
+}
+
+impl Write {
+    /// True when there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// What the caller does after an operation.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Hand these changes of these documents to the sync engine.
+    pub sync: Vec<(String, Vec<Change>)>,
+    /// Something the app shows changed: tell it.
+    pub documents_changed: bool,
+    /// Typing started: call [`Replica::commit`] at the end of the typing
+    /// window (the caller's setting), so it becomes one change.
+    pub schedule_commit: bool,
+    /// The process document changed: the process's documents and members
+    /// are now these (find new documents, update the sync gate).
+    pub process_info: Option<ProcessInfo>,
+}
+
+/// What the server has acknowledged, and what the unsynced count was
+/// computed from.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Per document: heads the server has acknowledged (after storing them).
+    acked: HashMap<String, Vec<ChangeHash>>,
+    /// The replica's generation the count was made at, and the count.
+    unsynced: Option<(u64, u32)>,
+}
+
+/// The phone's replica of one process.
+#[derive(Debug)]
+pub struct Replica {
+    config: Config,
+    session: Session,
+    /// Heads up to which each document's changes are known to be stored.
+    saved: HashMap<String, Vec<ChangeHash>>,
+    typing: Typing,
+    ledger: Ledger,
+    /// The process's documents, as the process document lists them.
+    docs: Vec<(String, DocRole)>,
+    /// A write is outstanding.
+    writing: bool,
+    /// Moves whenever a document or the ledger may have changed.
+    generation: u64,
+}
+
+impl Replica {
+    /// The key prefix of the typing journal of `process_id`.
+    pub fn journal_prefix(prefix: &str, process_id: &str) -> Result<Key> {
+        Ok(Key::new([prefix, "pending", process_id])?)
+    }
+
+    /// The key prefix of the acknowledgement records of `process_id`.
+    pub fn acked_prefix(prefix: &str, process_id: &str) -> Result<Key> {
+        Ok(Key::new([prefix, "acked", process_id])?)
+    }
+
+    /// Opens the replica from what `disk` holds: the process's documents,
+    /// the acknowledgement records and the typing journal (replayed at the
+    /// first [`commit`](Replica::commit), which the caller makes right away).
+    pub fn open(config: Config, disk: &mut dyn Disk) -> Result<Replica> {
+        let mut saved = HashMap::new();
+        let process = match disk.load(&config.process_id)? {
+            Some(d) => ProcessDoc::from_automerge(d)?,
+            None => ProcessDoc::empty(),
+        };
+        saved.insert(config.process_id.clone(), process.heads());
+        let info = process.info().ok();
+        let mut text = TextDoc::empty();
+        let mut contributions = BTreeMap::new();
+        if let Some(info) = &info {
+            if let Some(d) = disk.load(info.text_doc.as_str())? {
+                text = TextDoc::from_automerge(d)?;
+            }
+            saved.insert(info.text_doc.to_string(), text.heads());
+            for m in info.members.values() {
+                if let Some(d) = disk.load(m.contributions_doc.as_str())? {
+                    let doc = ContributionsDoc::from_automerge(d)?;
+                    saved.insert(m.contributions_doc.to_string(), doc.heads());
+                    contributions.insert(m.id.clone(), doc);
+                }
+            }
+        }
+        let session = Session::new(
+            ProcessDocs {
+                process,
+                text,
+                contributions,
+            },
+            config.member.clone(),
+            config.actor.clone(),
+        );
+        let mut ledger = Ledger::default();
+        let acked = Self::acked_prefix(&config.prefix, &config.process_id)?;
+        for (k, v) in disk.scan(&acked)? {
+            if let [_, _, _, doc] = k.components() {
+                let heads = String::from_utf8_lossy(&v)
+                    .split(',')
+                    .filter_map(|h| h.parse().ok())
+                    .collect();
+                ledger.acked.insert(doc.clone(), heads);
+            }
+        }
+        let mut journal = Vec::new();
+        let pending = Self::journal_prefix(&config.prefix, &config.process_id)?;
+        for (k, v) in disk.scan(&pending)? {
+            let Some(seq) = k.components().get(3).and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
+            let mut entry: Keystroke = serde_json::from_slice(&v).map_err(|e| {
+                Error::Damaged(format!(
+                    "A typing record in the data directory is damaged ({e}). Restore the directory from a backup."
+                ))
+            })?;
+            entry.seq = seq;
+            journal.push(entry);
+        }
+        let typing = Typing::restore(journal, &session.docs().text.heads());
+        let mut replica = Replica {
+            config,
+            session,
+            saved,
+            typing,
+            ledger,
+            docs: Vec::new(),
+            writing: false,
+            generation: 0,
+        };
+        replica.docs = replica.list_docs(info.as_ref());
+        Ok(replica)
+    }
+
+    /// The process's documents as `info` (if the process document has
+    /// arrived) lists them; before that, only the process document.
+    fn list_docs(&self, info: Option<&ProcessInfo>) -> Vec<(String, DocRole)> {
+        match info {
+            Some(info) => info
+                .documents()
+                .into_iter()
+                .map(|(d, r)| (d.to_string(), r))
+                .collect(),
+            None => vec![(self.config.process_id.clone(), DocRole::Process)],
+        }
+    }
+
+    /// The session (documents and views). Commit stale typing
+    /// ([`Replica::is_stale`]) before reading the text from it.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The process's documents known so far (ids and roles).
+    pub fn documents(&self) -> &[(String, DocRole)] {
+        &self.docs
+    }
+
+    /// The Automerge document `doc_id` of the process, if it is one of its
+    /// documents and here.
+    pub fn document(&self, doc_id: &str) -> Option<&Automerge> {
+        let role = self.role_of(doc_id)?;
+        let docs = self.session.docs();
+        Some(match role {
+            DocRole::Process => docs.process.automerge(),
+            DocRole::Text => docs.text.automerge(),
+            DocRole::Contributions(m) => docs.contributions.get(&m)?.automerge(),
+        })
+    }
+
+    fn role_of(&self, doc_id: &str) -> Option<DocRole> {
+        self.docs
+            .iter()
+            .find(|(id, _)| id == doc_id)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn text_doc_id(&self) -> Option<String> {
+        self.docs
+            .iter()
+            .find(|(_, r)| *r == DocRole::Text)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// True once the process, text and this member's contributions documents are here.
+    pub fn is_complete(&self) -> bool {
+        let docs = self.session.docs();
+        !docs.process.is_empty()
+            && !docs.text.is_empty()
+            && docs
+                .contributions
+                .get(&self.config.member)
+                .is_some_and(|d| !d.is_empty())
+    }
+
+    // ---- writes ----
+
+    fn check_idle(&self) -> Result<()> {
+        if self.writing {
+            return Err(Error::Core(klad_core::Error::InvalidInput(
+                "Another change is being stored; report it with `written` before the next one."
+                    .into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// A new write; `all`: the operation may change any writable document
+    /// (otherwise only the text).
+    fn begin(&mut self, now_ms: i64, all: bool) -> Result<Write> {
+        self.check_idle()?;
+        let mut undo = Vec::new();
+        for (doc_id, role) in &self.docs {
+            if !all && *role != DocRole::Text {
+                continue;
+            }
+            if let Some(doc) = self.document(doc_id) {
+                undo.push((doc_id.clone(), doc.get_heads()));
+            }
+        }
+        Ok(Write {
+            puts: Vec::new(),
+            deletes: Vec::new(),
+            undo,
+            commits: Vec::new(),
+            saved: Vec::new(),
+            sync: Vec::new(),
+            keystroke: None,
+            now_ms,
+        })
+    }
+
+    /// Takes an unstored write back: the typing is pending again and every
+    /// document is as before the operation.
+    fn undo(&mut self, w: Write) -> Result<()> {
+        self.generation += 1;
+        for c in w.commits.into_iter().rev() {
+            self.typing.abandon(&mut self.session, c)?;
+        }
+        let docs = self.session.docs_mut();
+        for (doc_id, heads) in w.undo {
+            match self.docs.iter().find(|(id, _)| *id == doc_id).map(|d| &d.1) {
+                Some(DocRole::Text) => docs.text.rollback(&heads)?,
+                Some(DocRole::Contributions(m)) => {
+                    if let Some(d) = docs.contributions.get_mut(m) {
+                        d.rollback(&heads)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns all pending typing into changes, into `w`.
+    fn commit_into(&mut self, w: &mut Write) -> Result<()> {
+        while !self.typing.is_empty() {
+            if self.text_doc_id().is_none() {
+                return Err(Error::Core(klad_core::Error::NotFound(
+                    "The text of this process has not arrived on this phone yet; connect to sync it."
+                        .into(),
+                )));
+            }
+            let Some(c) = self.typing.commit(&mut self.session, w.now_ms)? else {
+                break;
+            };
+            for seq in &c.seqs {
+                w.deletes.push(self.journal_key(*seq)?);
+            }
+            w.commits.push(c);
+        }
+        Ok(())
+    }
+
+    /// Adds every writable document's unstored changes to `w`.
+    fn persist_into(&self, w: &mut Write, only_text: bool) -> Result<()> {
+        for (doc_id, role) in &self.docs {
+            if *role == DocRole::Process || (only_text && *role != DocRole::Text) {
+                continue;
+            }
+            let Some(doc) = self.document(doc_id) else {
+                continue;
+            };
+            let since = self.saved.get(doc_id).map_or(&[][..], Vec::as_slice);
+            if doc.get_heads() == since {
+                continue;
+            }
+            let changes = doc.get_changes(since);
+            if let Some(entry) = incremental_value(doc_id, &changes)? {
+                w.puts.push(entry);
+            }
+            w.saved.push((doc_id.clone(), doc.get_heads()));
+            w.sync.push((doc_id.clone(), changes));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a write begun at `now_ms`, undoing everything if it fails.
+    fn build<R>(
+        &mut self,
+        now_ms: i64,
+        all: bool,
+        f: impl FnOnce(&mut Self, &mut Write) -> Result<R>,
+    ) -> Result<(R, Write)> {
+        let mut w = self.begin(now_ms, all)?;
+        match f(self, &mut w) {
+            Ok(r) => {
+                self.writing = true;
+                Ok((r, w))
+            }
+            Err(e) => {
+                self.undo(w)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the pending typing (one change per run of keystrokes in one
+    /// field, each placed at the version it was typed into). `None` when
+    /// nothing is pending. Also replays the journal after an open.
+    pub fn commit(&mut self, now_ms: i64) -> Result<Option<Write>> {
+        self.check_idle()?;
+        if self.typing.is_empty() {
+            return Ok(None);
+        }
+        let ((), w) = self.build(now_ms, false, |r, w| {
+            r.commit_into(w)?;
+            r.persist_into(w, true)
+        })?;
+        Ok(Some(w))
+    }
+
+    /// One session operation (a comment, a new article, ...): commits the
+    /// typing first, then runs `op`, and stores every change.
+    pub fn operate<R>(
+        &mut self,
+        now_ms: i64,
+        op: impl FnOnce(&mut Session, i64) -> klad_core::Result<R>,
+    ) -> Result<(R, Write)> {
+        self.build(now_ms, true, |r, w| {
+            r.commit_into(w)?;
+            let out = op(&mut r.session, now_ms)?;
+            r.persist_into(w, false)?;
+            Ok(out)
+        })
+    }
+
+    /// One keystroke (or paste) into an article's heading or body, typed
+    /// into `version` of the text (`None`: the text as shown now). Checked
+    /// here and by klad-core; the write holds its journal entry (and the
+    /// text it was typed against, and typing into another version committed
+    /// first).
+    pub fn keystroke(
+        &mut self,
+        now_ms: i64,
+        version: Option<&[ChangeHash]>,
+        article: &str,
+        heading: bool,
+        splice: Splice,
+    ) -> Result<Write> {
+        let ((), w) = self.build(now_ms, false, |r, w| {
+            let mut prepared =
+                r.typing
+                    .prepare(&r.session, version, article, heading, splice.clone())?;
+            if prepared == Prepared::CommitFirst {
+                r.commit_into(w)?;
+                prepared = r
+                    .typing
+                    .prepare(&r.session, version, article, heading, splice)?;
+            }
+            let Prepared::Append(k) = prepared else {
+                return Err(Error::Core(klad_core::Error::InvalidInput(
+                    "Typing into an older version of the text could not be committed first; read the text again and retry.".into(),
+                )));
+            };
+            if r.typing.is_empty() {
+                // A replay applies the entry at the text it names: store it first.
+                r.persist_into(w, true)?;
+            }
+            let bytes = serde_json::to_vec(&k).map_err(|e| {
+                Error::Damaged(format!("The keystroke could not be recorded ({e})."))
+            })?;
+            w.puts.push((r.journal_key(k.seq)?, bytes));
+            w.keystroke = Some(k);
+            Ok(())
+        })?;
+        Ok(w)
+    }
+
+    /// The outcome of storing `w`: on success the operation holds (and the
+    /// effects say what follows); on failure it is taken back and the
+    /// store's error returned.
+    pub fn written(&mut self, w: Write, stored: Result<(), StoreError>) -> Result<Effects> {
+        self.writing = false;
+        if let Err(e) = stored {
+            self.undo(w)?;
+            return Err(Error::Store(e));
+        }
+        let Write {
+            commits,
+            saved,
+            sync,
+            keystroke,
+            ..
+        } = w;
+        if !commits.is_empty() || !sync.is_empty() {
+            self.generation += 1;
+        }
+        let mut effects = Effects {
+            documents_changed: !commits.is_empty() || !sync.is_empty() || keystroke.is_some(),
+            sync,
+            ..Effects::default()
+        };
+        for c in commits {
+            self.typing.committed(c);
+        }
+        for (doc_id, heads) in saved {
+            self.saved.insert(doc_id, heads);
+        }
+        if let Some(k) = keystroke {
+            effects.schedule_commit = self.typing.is_empty();
+            self.typing.accept(&self.session.docs().text, k)?;
+        }
+        Ok(effects)
+    }
+
+    /// Where the journal keeps keystroke `seq`.
+    fn journal_key(&self, seq: u64) -> Result<Key> {
+        Ok(Key::new([
+            self.config.prefix.as_str(),
+            "pending",
+            &self.config.process_id,
+            &format!("{seq:020}"),
+        ])?)
+    }
+
+    // ---- the text as shown ----
+
+    /// True when pending typing was typed into an older version of the text
+    /// than the one now here: [`commit`](Replica::commit) it before showing
+    /// the text, so what is shown is what is stored.
+    pub fn is_stale(&self) -> bool {
+        self.typing.is_stale(&self.session.docs().text)
+    }
+
+    /// The version of the text as shown now (commit stale typing first).
+    pub fn text_version(&self) -> Vec<ChangeHash> {
+        self.typing.version(&self.session.docs().text)
+    }
+
+    /// A field's text with the pending typing applied, if it has any.
+    pub fn typed(&self, article: &str, heading: bool) -> Option<String> {
+        self.typing
+            .typed(&self.session.docs().text, article, heading)
+    }
+
+    /// True while typing waits for its commit.
+    pub fn typing_pending(&self) -> bool {
+        !self.typing.is_empty()
+    }
+
+    // ---- sync ----
+
+    /// Merges changes the sync engine received for `doc_id` into the session
+    /// (in memory: the sync engine stores them). Pending typing stays where
+    /// it was typed.
+    pub fn merge(&mut self, doc_id: &str, changes: Vec<Change>) -> Result<Effects> {
+        let mut effects = Effects::default();
+        let Some(role) = self.role_of(doc_id) else {
+            return Ok(effects);
+        };
+        if changes.is_empty() {
+            return Ok(effects);
+        }
+        let actor = self.config.actor.clone();
+        let docs = self.session.docs_mut();
+        let doc = match &role {
+            DocRole::Process => docs.process.automerge_mut(),
+            DocRole::Text => docs.text.automerge_mut(),
+            DocRole::Contributions(m) => docs
+                .contributions
+                .entry(m.clone())
+                .or_insert_with(|| {
+                    let mut d = ContributionsDoc::empty();
+                    d.set_actor(actor.clone());
+                    d
+                })
+                .automerge_mut(),
+        };
+        let before = doc.get_heads();
+        doc.apply_changes(changes).map_err(klad_core::Error::from)?;
+        let heads = doc.get_heads();
+        if heads == before {
+            return Ok(effects);
+        }
+        effects.documents_changed = true;
+        self.generation += 1;
+        if role != DocRole::Text {
+            // The sync engine stores them. The text's changes are stored by
+            // the replica as well before typing is placed on them.
+            self.saved.insert(doc_id.to_owned(), heads);
+        }
+        if role == DocRole::Process {
+            let info = self.session.docs().process.info().ok();
+            self.docs = self.list_docs(info.as_ref());
+            if let Some(info) = &info {
+                for m in info.members.values() {
+                    self.session
+                        .docs_mut()
+                        .contributions
+                        .entry(m.id.clone())
+                        .or_insert_with(|| {
+                            let mut d = ContributionsDoc::empty();
+                            d.set_actor(actor.clone());
+                            d
+                        });
+                }
+            }
+            effects.process_info = info;
+        }
+        Ok(effects)
+    }
+
+    /// The server says it has `their` heads of `doc_id` (it says so only
+    /// after storing them). Returns the record to store (best effort: a lost
+    /// record only makes the count more cautious), if the ledger moved.
+    pub fn acknowledged(
+        &mut self,
+        doc_id: &str,
+        their: &[ChangeHash],
+    ) -> Result<Option<(Key, Vec<u8>)>> {
+        let Some(doc) = self.document(doc_id) else {
+            return Ok(None);
+        };
+        let known: Vec<ChangeHash> = their
+            .iter()
+            .filter(|h| doc.get_change_meta_by_hash(h).is_some())
+            .copied()
+            .collect();
+        if known.is_empty() {
+            return Ok(None);
+        }
+        // Keep earlier acknowledged heads that the new ones do not cover.
+        let after: HashSet<ChangeHash> = doc.get_changes(&known).iter().map(Change::hash).collect();
+        let mut acked = known;
+        for h in self.ledger.acked.get(doc_id).cloned().unwrap_or_default() {
+            if after.contains(&h) && !acked.contains(&h) {
+                acked.push(h);
+            }
+        }
+        acked.sort();
+        if self.ledger.acked.get(doc_id) == Some(&acked) {
+            return Ok(None);
+        }
+        let text: Vec<String> = acked.iter().map(|h| h.to_string()).collect();
+        let key = Key::new([
+            self.config.prefix.as_str(),
+            "acked",
+            &self.config.process_id,
+            doc_id,
+        ])?;
+        self.ledger.acked.insert(doc_id.to_owned(), acked);
+        self.generation += 1;
+        Ok(Some((key, text.join(",").into_bytes())))
+    }
+
+    /// This device's changes the server has not acknowledged, plus one while
+    /// typing is pending. Zero means everything typed here is on the server.
+    pub fn unsynced(&mut self) -> u32 {
+        // Counting walks this device's unacknowledged changes: do it again
+        // only when something moved, not on every keystroke.
+        let committed = match self.ledger.unsynced {
+            Some((generation, n)) if generation == self.generation => n,
+            _ => {
+                let mut n = 0u32;
+                for (doc_id, role) in &self.docs {
+                    if *role == DocRole::Process {
+                        continue;
+                    }
+                    let Some(doc) = self.document(doc_id) else {
+                        continue;
+                    };
+                    let acked = self.ledger.acked.get(doc_id).map_or(&[][..], Vec::as_slice);
+                    n += doc
+                        .get_changes(acked)
+                        .iter()
+                        .filter(|c| c.actor_id() == &self.config.actor)
+                        .count() as u32;
+                }
+                self.ledger.unsynced = Some((self.generation, n));
+                n
+            }
+        };
+        committed + u32::from(!self.typing.is_empty())
+    }
+}

@@ -1,0 +1,187 @@
+//! `typing`: the phone's replica (klad-client) typing offline on a sled store
+//! on disk, driven the way klad-ffi drives it — one `Replica::keystroke`,
+//! its write in one sled batch, `written`, the status recount — for the first
+//! 20,000 edits of the automerge-paper trace (CC BY 4.0, see
+//! shared/data/README.md), committed every 25 keystrokes (a typing window).
+//!
+//! Baseline, same process, same filesystem: appending a 111-byte record to a
+//! file and `fsync`-ing it, in blocks of 100 between the blocks of 100
+//! keystrokes. Memory: the process's RSS growth over the typing, against the
+//! growth of the text document's own saved size.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use automerge::ActorId;
+use klad_client::replica::{Config, Disk, Replica};
+use klad_core::store::{DocStore, Key, KvStore, SledStore, StoreError};
+use klad_core::*;
+use klad_tests::automerge_paper_trace;
+
+const KEYSTROKES: usize = 20_000;
+const WINDOW: usize = 25;
+const BLOCK: usize = 100;
+
+struct SledDisk<'a>(&'a DocStore<SledStore>);
+
+impl Disk for SledDisk<'_> {
+    fn load(&mut self, doc_id: &str) -> Result<Option<automerge::Automerge>, StoreError> {
+        self.0.load(doc_id)
+    }
+    fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        self.0.kv().scan_prefix(prefix)
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mean_p99(xs: &mut [f64]) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let p99 = xs[(xs.len() * 99 / 100).min(xs.len() - 1)];
+    (mean, p99)
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let trace = automerge_paper_trace()?;
+    let edits: Vec<Splice> = trace.splices().into_iter().take(KEYSTROKES).collect();
+    let dir = tempfile::tempdir_in(std::env::var("KLAD_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
+    let store = DocStore::new(SledStore::open(dir.path().join("phone"))?);
+
+    // A process with one drafter (this phone) and one empty article, stored
+    // as the phone has it after joining.
+    let t0 = 1_767_571_200_000i64;
+    let actor = ActorId::from([1u8; 16]);
+    let mut docs = ProcessDocs::create(t0, &ProcessId::from("p1"), "Bench", &DocId::from("text"))?;
+    let me = docs.add_member(t0, None, "Anna", Role::Drafter, &DocId::from("contrib"))?;
+    docs.process.register_device(t0, &me, &actor, None)?;
+    let mut s = Session::new(docs, me.clone(), ActorId::from([2u8; 16]));
+    let article = s.create_article(t0, None, "Artikel 1", "")?;
+    let docs = s.into_docs();
+    store.save_full("p1", docs.process.automerge())?;
+    store.save_full("text", docs.text.automerge())?;
+    store.save_full("contrib", docs.contributions[&me].automerge())?;
+    let config = Config {
+        process_id: "p1".into(),
+        member: me,
+        actor,
+        prefix: "klad-ffi".into(),
+    };
+    let mut replica =
+        Replica::open(config, &mut SledDisk(&store)).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut baseline_file = std::fs::File::create(dir.path().join("append.log"))?;
+    let record = [b'x'; 111];
+    let saved_before = replica.session().docs().text.save().len();
+    let rss_before = rss_kib();
+    let mut keys = Vec::with_capacity(KEYSTROKES);
+    let mut appends = Vec::new();
+    let mut commits = Vec::new();
+    let mut version = replica.text_version();
+    let started = Instant::now();
+    let mut now = t0 + 1000;
+    for (i, e) in edits.iter().enumerate() {
+        if i % BLOCK == 0 {
+            for _ in 0..BLOCK {
+                let t = Instant::now();
+                baseline_file.write_all(&record)?;
+                baseline_file.sync_data()?;
+                appends.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        now += 1;
+        let t = Instant::now();
+        let w = replica
+            .keystroke(now, Some(&version), article.as_str(), false, e.clone())
+            .map_err(|e| anyhow::anyhow!("keystroke {i}: {e}"))?;
+        let stored = store.write_batch(&w.puts, &w.deletes);
+        replica
+            .written(w, stored)
+            .map_err(|e| anyhow::anyhow!("keystroke {i}: {e}"))?;
+        let _status = replica.unsynced();
+        keys.push(t.elapsed().as_secs_f64() * 1e6);
+        if (i + 1) % WINDOW == 0 {
+            let t = Instant::now();
+            if let Some(w) = replica.commit(now).map_err(|e| anyhow::anyhow!("{e}"))? {
+                let stored = store.write_batch(&w.puts, &w.deletes);
+                replica
+                    .written(w, stored)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            commits.push(t.elapsed().as_secs_f64() * 1e6);
+            version = replica.text_version();
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rss_after = rss_kib();
+    let saved_after = replica.session().docs().text.save().len();
+    let body = replica.session().docs().text.body(&article)?;
+    let expected: String = trace
+        .txns
+        .iter()
+        .flat_map(|t| t.patches.iter())
+        .take(KEYSTROKES)
+        .fold(String::new(), |mut s, (pos, del, ins)| {
+            let mut chars: Vec<char> = s.chars().collect();
+            chars.splice(*pos..*pos + *del, ins.chars());
+            s = chars.into_iter().collect();
+            s
+        });
+    anyhow::ensure!(body == expected, "the typed text differs from the trace's");
+
+    let (k_mean, k_p99) = mean_p99(&mut keys);
+    let (a_mean, a_p99) = mean_p99(&mut appends);
+    let (c_mean, c_p99) = mean_p99(&mut commits);
+    let rss_growth = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
+    let saved_growth = (saved_after - saved_before) as f64 / 1024.0 / 1024.0;
+    println!(
+        "The replica typed the first {KEYSTROKES} edits of the trace offline ({} characters of text at the end), \
+         committing every {WINDOW} keystrokes, in {secs:.1} s; the text matches the trace's.",
+        body.chars().count()
+    );
+    println!();
+    println!("| call | n | mean | p99 | **mean / fsync'd append** |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| baseline: append 111 bytes + `fsync` | {} | {a_mean:.0} µs | {a_p99:.0} µs | **1.0×** |",
+        appends.len()
+    );
+    println!(
+        "| keystroke: `Replica::keystroke` + sled batch + `written` + `unsynced` | {} | {k_mean:.0} µs | {k_p99:.0} µs | **{:.2}×** |",
+        keys.len(),
+        k_mean / a_mean
+    );
+    println!(
+        "| commit of a window ({WINDOW} keystrokes → one change) | {} | {c_mean:.0} µs | {c_p99:.0} µs | {:.1}× |",
+        commits.len(),
+        c_mean / a_mean
+    );
+    println!();
+    println!("| memory | before | after {KEYSTROKES} keystrokes | growth |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| process RSS | {:.1} MiB | {:.1} MiB | **{rss_growth:.1} MiB** |",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+    println!(
+        "| the text document's saved size (`save()`) | {:.2} MiB | {:.2} MiB | **{saved_growth:.2} MiB** |",
+        saved_before as f64 / 1024.0 / 1024.0,
+        saved_after as f64 / 1024.0 / 1024.0
+    );
+    println!(
+        "| **RSS growth / saved-size growth** | | | **{:.1}×** |",
+        rss_growth / saved_growth.max(f64::MIN_POSITIVE)
+    );
+    Ok(())
+}

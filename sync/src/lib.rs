@@ -20,5 +20,6 @@
 pub mod access;
 pub mod authorship;
 pub mod connect;
+pub mod hub;
 pub mod token;
 pub mod wire;

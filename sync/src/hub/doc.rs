@@ -1,0 +1,447 @@
+//! One document in the hub: its Automerge copy, the peers subscribed to it
+//! with their sync states, the messages waiting for a load or a store, the
+//! store in flight, and which peers may need a message.
+//!
+//! Every operation here touches this document and its subscribed peers only.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use automerge::sync::{self, ChunkList, Message as SyncMessage, SyncDoc};
+use automerge::{Automerge, ChangeHash, ReadDoc, SaveOptions};
+
+use super::close::CloseReason;
+use super::frames;
+use super::gate::{Admission, Gate, Inbound};
+use super::{ConnId, Effect, StoreToken};
+use crate::access::Access;
+
+/// Which of the two sync frames a message came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SyncKind {
+    /// `request`: the peer does not have the document and asks for it.
+    Request,
+    /// `sync`: the peer has (some of) the document.
+    Sync,
+}
+
+/// What the hub is doing while it handles one event, shared by the
+/// documents the event touches.
+pub(super) struct Ctx<'a> {
+    /// The time of the event, in milliseconds.
+    pub now: u64,
+    /// The hub's own peer id.
+    pub hub_peer: &'a str,
+    /// The coalescing window.
+    pub window_ms: u64,
+    /// How long a document without peers stays loaded.
+    pub idle_unload_ms: u64,
+    /// The adapter's decisions.
+    pub gate: &'a mut dyn Gate,
+    /// What the event produced.
+    pub effects: &'a mut Vec<Effect>,
+    /// The next store token.
+    pub next_token: &'a mut u64,
+    /// Connections closed while handling the event: the hub forgets them.
+    pub closing: &'a mut Vec<ConnId>,
+}
+
+impl Ctx<'_> {
+    fn close(&mut self, conn: ConnId, why: CloseReason) {
+        self.effects.push(Effect::Close { conn, why });
+        self.closing.push(conn);
+    }
+}
+
+/// What a peer's last message said, to tell news from a repetition.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    heads: Vec<ChangeHash>,
+    need: Vec<ChangeHash>,
+    have: Vec<Vec<ChangeHash>>,
+}
+
+impl Seen {
+    fn of(msg: &SyncMessage) -> Self {
+        Seen {
+            heads: msg.heads.clone(),
+            need: msg.need.clone(),
+            have: msg.have.iter().map(|h| h.last_sync.clone()).collect(),
+        }
+    }
+}
+
+/// One subscribed peer of a document.
+#[derive(Debug)]
+struct PeerDoc {
+    /// Its peer id (the address of the frames the hub sends it).
+    peer: String,
+    /// Its access, as last decided.
+    access: Access,
+    /// The Automerge sync state between the hub's copy and the peer's.
+    sync: sync::State,
+    /// What its last message said.
+    seen: Option<Seen>,
+}
+
+/// A message waiting for the document to load or for its store to finish.
+#[derive(Debug)]
+struct Waiting {
+    conn: ConnId,
+    kind: SyncKind,
+    message: SyncMessage,
+}
+
+/// One document of the hub.
+#[derive(Debug)]
+pub(super) struct Doc {
+    id: String,
+    /// `None` while loading.
+    content: Option<Automerge>,
+    peers: BTreeMap<ConnId, PeerDoc>,
+    /// Peers that may need a message at the next flush.
+    dirty: BTreeSet<ConnId>,
+    waiting: VecDeque<Waiting>,
+    /// The store in flight: every change of `content` not in it is stored.
+    storing: Option<StoreToken>,
+    /// When the dirty peers get their messages (once nothing is in flight).
+    flush_at: Option<u64>,
+    /// When the document leaves memory, if it still has no peers.
+    unload_at: Option<u64>,
+}
+
+/// The timers a document needs: (flush, unload).
+pub(super) type Timers = (Option<u64>, Option<u64>);
+
+impl Doc {
+    /// A document being loaded.
+    pub fn loading(id: String) -> Self {
+        Doc {
+            id,
+            content: None,
+            peers: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            waiting: VecDeque::new(),
+            storing: None,
+            flush_at: None,
+            unload_at: None,
+        }
+    }
+
+    /// The document's content, once loaded.
+    pub fn content(&self) -> Option<&Automerge> {
+        self.content.as_ref()
+    }
+
+    /// The timers this document needs now. A flush or unload that must wait
+    /// for a load or a store needs none: those events check again.
+    pub fn timers(&self) -> Timers {
+        if self.content.is_none() || self.storing.is_some() {
+            return (None, None);
+        }
+        (self.flush_at, self.unload_at)
+    }
+
+    /// Counts for [`super::Stats`]: (sync states, waiting messages, stores in flight).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.peers.len(),
+            self.waiting.len(),
+            usize::from(self.storing.is_some()),
+        )
+    }
+
+    /// A `request` or `sync` from `conn` (whose access is read or more).
+    pub fn receive(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        peer: &str,
+        access: Access,
+        kind: SyncKind,
+        message: SyncMessage,
+    ) {
+        self.unload_at = None;
+        self.peers
+            .entry(conn)
+            .and_modify(|p| p.access = access)
+            .or_insert_with(|| PeerDoc {
+                peer: peer.to_owned(),
+                access,
+                sync: sync::State::new(),
+                seen: None,
+            });
+        let waiting = Waiting {
+            conn,
+            kind,
+            message,
+        };
+        if self.content.is_none() || self.storing.is_some() {
+            self.waiting.push_back(waiting);
+        } else {
+            self.apply(ctx, vec![waiting]);
+        }
+    }
+
+    /// The load finished: `content` is what the store holds (`None`: nothing).
+    pub fn loaded(&mut self, ctx: &mut Ctx<'_>, content: Option<Box<Automerge>>) {
+        if self.content.is_some() {
+            return;
+        }
+        self.content = Some(content.map_or_else(Automerge::new, |c| *c));
+        let waiting: Vec<_> = self.waiting.drain(..).collect();
+        self.apply(ctx, waiting);
+        self.idle_check(ctx);
+    }
+
+    /// A store finished. The flush that waited for it goes out first, then
+    /// the messages that waited are applied (one store for all of them).
+    pub fn stored(&mut self, ctx: &mut Ctx<'_>, upto: StoreToken) {
+        if self.storing.is_none_or(|t| t > upto) {
+            return;
+        }
+        self.storing = None;
+        if self.flush_at.is_some_and(|at| at <= ctx.now) {
+            self.flush(ctx);
+        }
+        let waiting: Vec<_> = self.waiting.drain(..).collect();
+        self.apply(ctx, waiting);
+        self.idle_check(ctx);
+    }
+
+    /// Applies messages in order; then stores, in one store, every change
+    /// they added, and marks every peer dirty if there were any.
+    fn apply(&mut self, ctx: &mut Ctx<'_>, batch: Vec<Waiting>) {
+        let Some(doc) = self.content.as_mut() else {
+            return;
+        };
+        let before = doc.get_heads();
+        for w in batch {
+            apply_one(&self.id, doc, &mut self.peers, &mut self.dirty, ctx, w);
+        }
+        let after = doc.get_heads();
+        if after != before {
+            let changes: Vec<u8> = doc
+                .get_changes(&before)
+                .iter()
+                .flat_map(|c| c.raw_bytes().iter().copied())
+                .collect();
+            let token = StoreToken(*ctx.next_token);
+            *ctx.next_token += 1;
+            ctx.effects.push(Effect::Store {
+                doc: self.id.clone(),
+                token,
+                changes,
+            });
+            self.storing = Some(token);
+            self.dirty.extend(self.peers.keys().copied());
+        }
+        if !self.dirty.is_empty() && self.flush_at.is_none() {
+            self.flush_at = Some(ctx.now + ctx.window_ms);
+        }
+    }
+
+    /// The flush timer fired.
+    pub fn flush_due(&mut self, ctx: &mut Ctx<'_>) {
+        if self.flush_at.is_some_and(|at| at <= ctx.now) {
+            self.flush(ctx);
+        }
+    }
+
+    /// Sends each dirty peer what its sync state calls for, unless a store
+    /// is in flight (then [`Doc::stored`] flushes): the durability barrier.
+    fn flush(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(doc) = self.content.as_ref() else {
+            return;
+        };
+        if self.storing.is_some() {
+            return;
+        }
+        self.flush_at = None;
+        for conn in std::mem::take(&mut self.dirty) {
+            let Some(p) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if let Some(msg) = doc.generate_sync_message(&mut p.sync) {
+                let msg = without_orphans(doc, msg);
+                let bytes = frames::encode_sync(ctx.hub_peer, &p.peer, &self.id, msg.encode());
+                ctx.effects.push(Effect::Send { conn, bytes });
+            }
+        }
+    }
+
+    /// Forgets `conn` (disconnected, closed, or no longer allowed to read).
+    pub fn remove_peer(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        if self.peers.remove(&conn).is_none() {
+            return;
+        }
+        self.dirty.remove(&conn);
+        self.waiting.retain(|w| w.conn != conn);
+        if self.peers.is_empty() {
+            self.unload_at = Some(ctx.now + ctx.idle_unload_ms);
+        }
+    }
+
+    /// Asks the gate again for every subscribed peer; those that may no
+    /// longer read are told the document is unavailable and forgotten.
+    /// Returns them.
+    pub fn reevaluate(&mut self, ctx: &mut Ctx<'_>) -> Vec<ConnId> {
+        let mut revoked = Vec::new();
+        for (conn, p) in self.peers.iter_mut() {
+            match ctx.gate.access(&p.peer, &self.id) {
+                Access::None => revoked.push(*conn),
+                Access::ReadWrite if p.access != Access::ReadWrite => {
+                    // The peer's changes were refused until now, and its sync
+                    // state remembers them as sent: restart the exchange (the
+                    // next message asks for a reset) so it sends them again.
+                    p.sync.set_read_only(true);
+                    p.sync.set_read_only(false);
+                    p.access = Access::ReadWrite;
+                    self.dirty.insert(*conn);
+                }
+                access => p.access = access,
+            }
+        }
+        if !self.dirty.is_empty() && self.flush_at.is_none() {
+            self.flush_at = Some(ctx.now + ctx.window_ms);
+        }
+        for conn in &revoked {
+            if let Some(p) = self.peers.get(conn) {
+                let bytes = frames::encode_unavailable(ctx.hub_peer, &p.peer, &self.id);
+                ctx.effects.push(Effect::Send { conn: *conn, bytes });
+            }
+            self.remove_peer(ctx, *conn);
+        }
+        revoked
+    }
+
+    /// Forwards an `ephemeral` frame from `from` to every other peer that
+    /// may read the document.
+    pub fn forward_ephemeral(&self, ctx: &mut Ctx<'_>, from: ConnId, bytes: &[u8]) {
+        if !self.peers.contains_key(&from) {
+            return;
+        }
+        for (conn, p) in &self.peers {
+            if *conn == from || p.access == Access::None {
+                continue;
+            }
+            if let Ok(bytes) = frames::readdress(bytes, &p.peer) {
+                ctx.effects.push(Effect::Send { conn: *conn, bytes });
+            }
+        }
+    }
+
+    /// True when the document may leave memory now.
+    pub fn idle(&self, now: u64) -> bool {
+        self.peers.is_empty()
+            && self.content.is_some()
+            && self.storing.is_none()
+            && self.unload_at.is_some_and(|at| at <= now)
+    }
+
+    fn idle_check(&mut self, ctx: &Ctx<'_>) {
+        if self.peers.is_empty() && self.unload_at.is_none() {
+            self.unload_at = Some(ctx.now + ctx.idle_unload_ms);
+        }
+    }
+
+    /// The connections subscribed to this document.
+    pub fn peer_conns(&self) -> Vec<ConnId> {
+        self.peers.keys().copied().collect()
+    }
+}
+
+/// The chunk type of a whole document in Automerge's storage format (the
+/// byte after the four magic bytes and the four checksum bytes).
+const DOCUMENT_CHUNK: u8 = 0;
+
+/// `msg` without the orphans Automerge appends to a whole document it sends
+/// (changes whose dependencies have not arrived: never applied, so never
+/// stored). Single changes are taken from the applied ones only.
+fn without_orphans(doc: &Automerge, mut msg: SyncMessage) -> SyncMessage {
+    let whole = msg
+        .changes
+        .iter()
+        .any(|c| c.get(8) == Some(&DOCUMENT_CHUNK));
+    if whole && !doc.get_missing_deps(&[]).is_empty() {
+        let saved = doc.save_with_options(SaveOptions {
+            deflate: true,
+            retain_orphans: false,
+        });
+        msg.changes = ChunkList::from(saved);
+    }
+    msg
+}
+
+/// Applies one message of `w.conn` to `doc` (see [`Doc::apply`]).
+fn apply_one(
+    id: &str,
+    doc: &mut Automerge,
+    peers: &mut BTreeMap<ConnId, PeerDoc>,
+    dirty: &mut BTreeSet<ConnId>,
+    ctx: &mut Ctx<'_>,
+    w: Waiting,
+) {
+    let Some(p) = peers.get_mut(&w.conn) else {
+        return;
+    };
+    let Waiting {
+        conn,
+        kind,
+        mut message,
+    } = w;
+    let seen = Seen::of(&message);
+    let news = p.seen.as_ref() != Some(&seen);
+    p.seen = Some(seen);
+    // A document the hub has nothing of is offered to nobody: a request for
+    // it, or a sync from a peer that may not create it, is answered
+    // unavailable, exactly as for a document the peer may not read. The peer
+    // stays subscribed and hears of the document once it has content.
+    let nothing = doc.get_heads().is_empty();
+    let offer_nothing = nothing && (kind == SyncKind::Request || p.access != Access::ReadWrite);
+    if offer_nothing {
+        message.changes = ChunkList::empty();
+    } else if !message.changes.is_empty() {
+        let inbound = Inbound {
+            conn,
+            peer: &p.peer,
+            doc_id: id,
+            access: p.access,
+            doc,
+            message,
+        };
+        message = match ctx.gate.admit(inbound) {
+            Admission::Apply(m) => m,
+            Admission::Close {
+                code,
+                reason,
+                label,
+            } => {
+                peers.remove(&conn);
+                dirty.remove(&conn);
+                ctx.close(
+                    conn,
+                    CloseReason::Refused {
+                        code,
+                        reason,
+                        label,
+                    },
+                );
+                return;
+            }
+        };
+    }
+    // Changes can fill in dependencies and so change what the hub needs.
+    let news = news || !message.changes.is_empty();
+    if doc.receive_sync_message(&mut p.sync, message).is_err() {
+        peers.remove(&conn);
+        dirty.remove(&conn);
+        ctx.close(conn, CloseReason::ChangesNotApplied);
+        return;
+    }
+    if offer_nothing {
+        let bytes = frames::encode_unavailable(ctx.hub_peer, &p.peer, id);
+        ctx.effects.push(Effect::Send { conn, bytes });
+    } else if news {
+        dirty.insert(conn);
+    }
+}

@@ -1,0 +1,717 @@
+//! The sync hub through its public API: events in, effects out, no sockets.
+
+use std::collections::HashMap;
+
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
+use ciborium::Value;
+use klad_core::rules::ReadOnlyReason;
+use klad_sync::access::Access;
+use klad_sync::hub::{CloseReason, ConnId, Effect, Event, Gate, Hub, HubConfig, StoreToken};
+use klad_sync::wire;
+
+const HUB: &str = "klad-server";
+const WINDOW: u64 = 5;
+const IDLE: u64 = 1_000;
+
+fn doc_id(n: u8) -> String {
+    samod_core::DocumentId::try_from(vec![n; 16])
+        .unwrap()
+        .to_string()
+}
+
+fn cbor(entries: Vec<(&str, Value)>) -> Vec<u8> {
+    let map = entries
+        .into_iter()
+        .map(|(k, v)| (Value::Text(k.into()), v))
+        .collect();
+    let mut out = Vec::new();
+    ciborium::into_writer(&Value::Map(map), &mut out).unwrap();
+    out
+}
+
+fn t(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn join(peer: &str) -> Vec<u8> {
+    cbor(vec![
+        ("type", t("join")),
+        ("senderId", t(peer)),
+        ("supportedProtocolVersions", Value::Array(vec![t("1")])),
+        (
+            "peerMetadata",
+            Value::Map(vec![(t("isEphemeral"), Value::Bool(true))]),
+        ),
+    ])
+}
+
+fn sync_frame(kind: &str, peer: &str, doc: &str, msg: Message) -> Vec<u8> {
+    cbor(vec![
+        ("type", t(kind)),
+        ("senderId", t(peer)),
+        ("targetId", t(HUB)),
+        ("documentId", t(doc)),
+        ("data", Value::Bytes(msg.encode())),
+    ])
+}
+
+/// Access per (peer, document); nothing for anything not listed.
+#[derive(Default)]
+struct Table(HashMap<(String, String), Access>);
+
+impl Table {
+    fn set(&mut self, peer: &str, doc: &str, access: Access) {
+        self.0.insert((peer.into(), doc.into()), access);
+    }
+}
+
+impl Gate for Table {
+    fn access(&self, peer: &str, doc: &str) -> Access {
+        self.0
+            .get(&(peer.to_owned(), doc.to_owned()))
+            .copied()
+            .unwrap_or(Access::None)
+    }
+}
+
+/// A peer: its copy of each document and its sync state with the hub.
+struct Peer {
+    id: String,
+    conn: ConnId,
+    docs: HashMap<String, (Automerge, State)>,
+}
+
+impl Peer {
+    fn new(id: &str, conn: u64) -> Self {
+        Peer {
+            id: id.into(),
+            conn: ConnId(conn),
+            docs: HashMap::new(),
+        }
+    }
+
+    fn doc(&mut self, doc: &str) -> &mut (Automerge, State) {
+        self.docs
+            .entry(doc.into())
+            .or_insert_with(|| (Automerge::new(), State::new()))
+    }
+
+    fn edit(&mut self, doc: &str, key: &str, value: i64) {
+        let (d, _) = self.doc(doc);
+        let mut tx = d.transaction();
+        tx.put(ROOT, key, value).unwrap();
+        tx.commit();
+    }
+
+    /// The frame this peer sends for `doc` now (`request` while it has nothing).
+    fn frame(&mut self, doc: &str) -> Option<Vec<u8>> {
+        let id = self.id.clone();
+        let (d, s) = self.doc(doc);
+        let kind = if d.get_heads().is_empty() {
+            "request"
+        } else {
+            "sync"
+        };
+        let msg = d.generate_sync_message(s)?;
+        Some(sync_frame(kind, &id, doc, msg))
+    }
+
+    /// Applies a sync frame from the hub; returns its message.
+    fn receive(&mut self, bytes: &[u8]) -> Message {
+        let frame = wire::parse(bytes).unwrap();
+        assert_eq!(frame.kind, "sync");
+        let msg = frame.sync_message().unwrap().unwrap();
+        let (d, s) = self.doc(frame.document_id.as_deref().unwrap());
+        d.receive_sync_message(s, msg.clone()).unwrap();
+        msg
+    }
+
+    fn get(&mut self, doc: &str, key: &str) -> Option<i64> {
+        let (d, _) = self.doc(doc);
+        d.get(ROOT, key).unwrap().and_then(|(v, _)| v.as_i64())
+    }
+}
+
+/// A hub with a clock and an access table.
+struct Fixture {
+    hub: Hub,
+    now: u64,
+    gate: Table,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            hub: Hub::new(HubConfig {
+                window_ms: WINDOW,
+                idle_unload_ms: IDLE,
+                ..HubConfig::default()
+            }),
+            now: 1_000,
+            gate: Table::default(),
+        }
+    }
+
+    fn on(&mut self, event: Event) -> Vec<Effect> {
+        self.hub.handle(self.now, event, &mut self.gate)
+    }
+
+    fn frame(&mut self, conn: ConnId, bytes: Vec<u8>) -> Vec<Effect> {
+        self.on(Event::FrameReceived { conn, bytes })
+    }
+
+    /// Connects and joins `peer`; asserts the hub's `peer` answer.
+    fn connect(&mut self, peer: &Peer) {
+        let conn = peer.conn;
+        let peer_id = peer.id.clone();
+        assert!(self.on(Event::PeerConnected { conn, peer_id }).is_empty());
+        let out = self.frame(conn, join(&peer.id));
+        assert!(matches!(out.as_slice(), [Effect::Send { conn: c, .. }] if *c == conn));
+    }
+
+    /// Moves the clock to `at` and ticks.
+    fn tick_at(&mut self, at: u64) -> Vec<Effect> {
+        self.now = at;
+        self.on(Event::Tick)
+    }
+
+    /// Ticks at the hub's next deadline.
+    fn tick(&mut self) -> Vec<Effect> {
+        let at = self.hub.next_deadline().expect("a deadline");
+        self.tick_at(at.max(self.now))
+    }
+
+    /// Sends `peer`'s frame for `doc`, if it has one.
+    fn send(&mut self, peer: &mut Peer, doc: &str) -> Vec<Effect> {
+        match peer.frame(doc) {
+            Some(bytes) => self.frame(peer.conn, bytes),
+            None => Vec::new(),
+        }
+    }
+
+    /// Answers every store at once; returns the other effects.
+    fn store_all(&mut self, effects: Vec<Effect>) -> Vec<Effect> {
+        let mut rest = Vec::new();
+        let mut queue = effects;
+        while !queue.is_empty() {
+            let mut next = Vec::new();
+            for e in queue {
+                match e {
+                    Effect::Store { doc, token, .. } => {
+                        next.extend(self.on(Event::Stored { doc, upto: token }))
+                    }
+                    other => rest.push(other),
+                }
+            }
+            queue = next;
+        }
+        rest
+    }
+}
+
+fn sends_to(effects: &[Effect], conn: ConnId) -> Vec<Vec<u8>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { conn: c, bytes } if *c == conn => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(frames: &[Vec<u8>]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|b| wire::parse(b).unwrap().kind)
+        .collect()
+}
+
+fn closes(effects: &[Effect]) -> Vec<(ConnId, CloseReason)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Close { conn, why } => Some((*conn, why.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stores(effects: &[Effect]) -> Vec<(String, StoreToken)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Store { doc, token, .. } => Some((doc.clone(), *token)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A document with one key, as the store holds it.
+fn stored_doc(key: &str, value: i64) -> Automerge {
+    let mut d = Automerge::new();
+    let mut tx = d.transaction();
+    tx.put(ROOT, key, value).unwrap();
+    tx.commit();
+    d
+}
+
+/// `peers` joined and synced to `doc` (which holds `k = 1`).
+fn synced(fx: &mut Fixture, doc: &str, peers: &mut [&mut Peer]) {
+    for p in peers.iter_mut() {
+        fx.gate.set(&p.id, doc, Access::ReadWrite);
+        fx.connect(p);
+        let out = fx.send(p, doc);
+        if stores(&out).is_empty() && out.iter().any(|e| matches!(e, Effect::Load { .. })) {
+            fx.on(Event::DocLoaded {
+                doc: doc.into(),
+                content: Some(Box::new(stored_doc("k", 1))),
+            });
+        }
+    }
+    // Exchange until quiet.
+    for _ in 0..20 {
+        let out = fx.tick();
+        let out = fx.store_all(out);
+        let mut any = false;
+        for p in peers.iter_mut() {
+            for bytes in sends_to(&out, p.conn) {
+                p.receive(&bytes);
+            }
+            let more = fx.send(p, doc);
+            any |= !more.is_empty();
+            fx.store_all(more);
+        }
+        if !any && fx.hub.next_deadline().is_none_or(|at| at > fx.now + WINDOW) {
+            break;
+        }
+    }
+    for p in peers.iter_mut() {
+        assert_eq!(p.get(doc, "k"), Some(1), "{} has the document", p.id);
+    }
+}
+
+fn heads_of(msg: &Message) -> Vec<ChangeHash> {
+    msg.heads.clone()
+}
+
+#[test]
+fn the_handshake_answers_peer_and_binds_the_peer_id() {
+    let mut fx = Fixture::new();
+    let conn = ConnId(1);
+    fx.on(Event::PeerConnected {
+        conn,
+        peer_id: "m1:phone".into(),
+    });
+    let out = fx.frame(conn, join("m1:phone"));
+    let [Effect::Send { bytes, .. }] = out.as_slice() else {
+        panic!("one peer frame: {out:?}");
+    };
+    let Value::Map(map) = ciborium::from_reader::<Value, _>(bytes.as_slice()).unwrap() else {
+        panic!("a map");
+    };
+    let field = |k: &str| map.iter().find(|(f, _)| *f == t(k)).map(|(_, v)| v.clone());
+    assert_eq!(field("type"), Some(t("peer")));
+    assert_eq!(field("senderId"), Some(t(HUB)));
+    assert_eq!(field("targetId"), Some(t("m1:phone")));
+    assert_eq!(field("selectedProtocolVersion"), Some(t("1")));
+    assert!(matches!(field("peerMetadata"), Some(Value::Map(_))));
+
+    // Another peer id than the token's: closed with 1008 and a sentence.
+    let other = ConnId(2);
+    fx.on(Event::PeerConnected {
+        conn: other,
+        peer_id: "m1:phone".into(),
+    });
+    let out = fx.frame(other, join("m2"));
+    assert_eq!(closes(&out), vec![(other, CloseReason::PeerIdMismatch)]);
+    assert_eq!(CloseReason::PeerIdMismatch.code(), 1008);
+    assert_eq!(fx.hub.stats().connections, 1);
+    // A second join on an open connection is a protocol error too.
+    let out = fx.frame(conn, join("m1:phone"));
+    assert_eq!(closes(&out), vec![(conn, CloseReason::JoinedTwice)]);
+}
+
+#[test]
+fn a_requested_document_is_loaded_once_and_sent_after_the_load() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(1);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    for p in [&a, &b] {
+        fx.gate
+            .set(&p.id, &doc, Access::ReadOnly(ReadOnlyReason::Observer));
+        fx.connect(p);
+    }
+    let out = fx.send(&mut a, &doc);
+    assert_eq!(out, vec![Effect::Load { doc: doc.clone() }]);
+    let out = fx.send(&mut b, &doc);
+    assert!(out.is_empty(), "one load for both: {out:?}");
+    assert_eq!(
+        fx.hub.next_deadline(),
+        None,
+        "nothing to do before the load"
+    );
+
+    let out = fx.on(Event::DocLoaded {
+        doc: doc.clone(),
+        content: Some(Box::new(stored_doc("k", 7))),
+    });
+    assert!(out.is_empty(), "answers wait for the window: {out:?}");
+    assert_eq!(fx.hub.next_deadline(), Some(fx.now + WINDOW));
+    let out = fx.tick();
+    for p in [&mut a, &mut b] {
+        let frames = sends_to(&out, p.conn);
+        assert_eq!(kinds(&frames), vec!["sync"]);
+        p.receive(&frames[0]);
+        assert_eq!(p.get(&doc, "k"), Some(7));
+    }
+}
+
+#[test]
+fn a_change_reaches_other_peers_only_after_it_is_stored() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(2);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b]);
+
+    a.edit(&doc, "k", 2);
+    let out = fx.send(&mut a, &doc);
+    let [(_, token)] = stores(&out)[..] else {
+        panic!("one store: {out:?}");
+    };
+    assert!(sends_to(&out, a.conn).is_empty() && sends_to(&out, b.conn).is_empty());
+    // The window passes, the store does not finish: nothing leaves.
+    let out = fx.tick_at(fx.now + 10 * WINDOW);
+    assert!(out.is_empty(), "held at the barrier: {out:?}");
+    // B sends something meanwhile: still nothing, and its message waits.
+    b.edit(&doc, "other", 1);
+    let out = fx.send(&mut b, &doc);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(fx.hub.stats().waiting_messages, 1);
+
+    let out = fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: token,
+    });
+    // A is acknowledged (heads include its change) and B gets the change;
+    // B's waiting change starts the next store.
+    let to_a = sends_to(&out, a.conn);
+    let to_b = sends_to(&out, b.conn);
+    assert_eq!((to_a.len(), to_b.len()), (1, 1), "{out:?}");
+    let a_head = a.doc(&doc).0.get_heads();
+    assert_eq!(heads_of(&a.receive(&to_a[0])), a_head);
+    b.receive(&to_b[0]);
+    assert_eq!(b.get(&doc, "k"), Some(2));
+    assert_eq!(stores(&out).len(), 1, "B's change is stored next");
+    assert_eq!(fx.hub.document(&doc).unwrap().get_heads().len(), 2);
+}
+
+#[test]
+fn a_peer_without_access_hears_the_document_is_unavailable_and_nothing_else() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(3);
+    let mut a = Peer::new("a", 1);
+    fx.connect(&a);
+    a.edit(&doc, "k", 1);
+    for _ in 0..2 {
+        a.doc(&doc).1 = State::new();
+        let out = fx.send(&mut a, &doc);
+        assert_eq!(kinds(&sends_to(&out, a.conn)), vec!["doc-unavailable"]);
+        assert_eq!(out.len(), 1, "no load, no store: {out:?}");
+    }
+    assert_eq!(fx.hub.stats().documents, 0);
+    assert_eq!(fx.hub.next_deadline(), None);
+}
+
+#[test]
+fn a_request_for_an_unknown_document_is_unavailable_and_a_writers_sync_creates_it() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(4);
+    let mut reader = Peer::new("reader", 1);
+    let mut writer = Peer::new("writer", 2);
+    fx.gate.set("reader", &doc, Access::ReadWrite);
+    fx.gate.set("writer", &doc, Access::ReadWrite);
+    fx.connect(&reader);
+    fx.connect(&writer);
+    fx.send(&mut reader, &doc);
+    let out = fx.on(Event::DocLoaded {
+        doc: doc.clone(),
+        content: None,
+    });
+    assert_eq!(kinds(&sends_to(&out, reader.conn)), vec!["doc-unavailable"]);
+
+    writer.edit(&doc, "k", 5);
+    let mut out = fx.send(&mut writer, &doc);
+    for _ in 0..10 {
+        out = fx.store_all(out);
+        if fx.hub.next_deadline().is_some() {
+            out.extend(fx.tick());
+        }
+        for bytes in sends_to(&out, writer.conn) {
+            writer.receive(&bytes);
+        }
+        for bytes in sends_to(&out, reader.conn) {
+            reader.receive(&bytes);
+        }
+        out = fx.send(&mut writer, &doc);
+    }
+    assert!(
+        fx.hub
+            .document(&doc)
+            .is_some_and(|d| !d.get_heads().is_empty())
+    );
+    // The reader stayed subscribed and hears of the document once it exists.
+    assert_eq!(reader.get(&doc, "k"), Some(5));
+}
+
+#[test]
+fn revoked_access_stops_sending() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(5);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b]);
+    assert_eq!(fx.hub.stats().sync_states, 2);
+
+    fx.gate.set("b", &doc, Access::None);
+    let out = fx.on(Event::AccessChanged {
+        doc: Some(doc.clone()),
+    });
+    assert_eq!(kinds(&sends_to(&out, b.conn)), vec!["doc-unavailable"]);
+    assert_eq!(fx.hub.stats().sync_states, 1);
+
+    a.edit(&doc, "k", 9);
+    let out = fx.send(&mut a, &doc);
+    let mut out = fx.store_all(out);
+    out.extend(fx.tick());
+    assert!(sends_to(&out, b.conn).is_empty(), "{out:?}");
+    assert_eq!(sends_to(&out, a.conn).len(), 1);
+    // And B asking again gets nothing either.
+    let out = fx.send(&mut b, &doc);
+    assert!(
+        kinds(&sends_to(&out, b.conn))
+            .iter()
+            .all(|k| k == "doc-unavailable")
+    );
+}
+
+#[test]
+fn a_read_only_peers_changes_are_not_applied_and_the_exchange_ends() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(6);
+    let mut a = Peer::new("a", 1);
+    synced(&mut fx, &doc, &mut [&mut a]);
+    fx.gate
+        .set("a", &doc, Access::ReadOnly(ReadOnlyReason::Observer));
+    fx.on(Event::AccessChanged { doc: None });
+    let before = fx.hub.document(&doc).unwrap().get_heads();
+
+    a.edit(&doc, "k", 2);
+    let mut rounds = 0;
+    let mut out = fx.send(&mut a, &doc);
+    while rounds < 50 {
+        assert!(stores(&out).is_empty(), "nothing of a reader is stored");
+        if fx.hub.next_deadline().is_some() {
+            out.extend(fx.tick());
+        }
+        let frames = sends_to(&out, a.conn);
+        if frames.is_empty() {
+            break;
+        }
+        for bytes in frames {
+            a.receive(&bytes);
+        }
+        out = fx.send(&mut a, &doc);
+        rounds += 1;
+    }
+    assert!(rounds < 50, "the exchange with a refused change must end");
+    assert_eq!(fx.hub.document(&doc).unwrap().get_heads(), before);
+}
+
+#[test]
+fn frames_within_the_window_cost_each_peer_one_message() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(7);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b]);
+    let start = fx.now;
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        a.edit(&doc, "k", 10 + i);
+        // Ten frames, each with one change.
+        let out = fx.send(&mut a, &doc);
+        assert_eq!(stores(&out).len(), 1);
+        sent.extend(fx.store_all(out));
+    }
+    assert_eq!(fx.now, start);
+    assert!(sends_to(&sent, b.conn).is_empty());
+    sent.extend(fx.tick());
+    assert_eq!(fx.now, start + WINDOW);
+    assert_eq!(sends_to(&sent, b.conn).len(), 1, "{sent:?}");
+    assert_eq!(sends_to(&sent, a.conn).len(), 1);
+    b.receive(&sends_to(&sent, b.conn)[0]);
+    assert_eq!(b.get(&doc, "k"), Some(19));
+}
+
+#[test]
+fn a_document_without_peers_is_unloaded_after_the_idle_time() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(8);
+    let mut a = Peer::new("a", 1);
+    synced(&mut fx, &doc, &mut [&mut a]);
+    a.edit(&doc, "k", 3);
+    let out = fx.send(&mut a, &doc);
+    let token = stores(&out)[0].1;
+    let left = fx.now;
+    fx.on(Event::PeerDisconnected { conn: a.conn });
+    // Not before the store is done, and not before the idle time.
+    assert!(fx.tick_at(left + IDLE).is_empty());
+    fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: token,
+    });
+    fx.now = left + 1;
+    assert_eq!(fx.hub.next_deadline(), Some(left + IDLE));
+    assert!(fx.tick_at(left + IDLE - 1).is_empty());
+    let out = fx.tick_at(left + IDLE);
+    assert_eq!(out, vec![Effect::Unload { doc: doc.clone() }]);
+    assert_eq!(fx.hub.stats(), Default::default());
+}
+
+#[test]
+fn bad_frames_close_the_connection_with_a_sentence() {
+    let doc = doc_id(9);
+    let bad_doc = cbor(vec![
+        ("type", t("sync")),
+        ("documentId", t("not-a-document")),
+        ("data", Value::Bytes(vec![0x42])),
+    ]);
+    let bad_data = cbor(vec![
+        ("type", t("sync")),
+        ("documentId", t(&doc)),
+        ("data", Value::Bytes(vec![1, 2, 3])),
+    ]);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"\xff\x00 not cbor".to_vec(), 1003),
+        (bad_doc, 1008),
+        (bad_data, 1008),
+    ];
+    for (i, (bytes, code)) in cases.into_iter().enumerate() {
+        let mut fx = Fixture::new();
+        fx.gate.set("a", &doc, Access::ReadWrite);
+        let a = Peer::new("a", i as u64);
+        fx.connect(&a);
+        let out = fx.frame(a.conn, bytes);
+        let c = closes(&out);
+        assert_eq!(c.len(), 1, "{out:?}");
+        assert_eq!(c[0].1.code(), code);
+        assert!(c[0].1.sentence().len() <= 123);
+        assert_eq!(fx.hub.stats().connections, 0);
+    }
+    // Before the join, anything but a join is refused.
+    let mut fx = Fixture::new();
+    fx.on(Event::PeerConnected {
+        conn: ConnId(1),
+        peer_id: "a".into(),
+    });
+    let out = fx.frame(ConnId(1), cbor(vec![("type", t("sync"))]));
+    assert_eq!(closes(&out), vec![(ConnId(1), CloseReason::NotJoined)]);
+    // Unknown types are ignored, not refused.
+    let mut fx = Fixture::new();
+    let a = Peer::new("a", 1);
+    fx.connect(&a);
+    let out = fx.frame(a.conn, cbor(vec![("type", t("klad-signatures"))]));
+    assert!(out.is_empty());
+    assert_eq!(fx.hub.stats().connections, 1);
+}
+
+#[test]
+fn every_close_sentence_fits_a_close_frame() {
+    let reasons = [
+        CloseReason::BadFrame(wire::FrameError::NotAMessage),
+        CloseReason::BadFrame(wire::FrameError::BadDocumentId),
+        CloseReason::BadFrame(wire::FrameError::BadSyncData),
+        CloseReason::BadFrame(wire::FrameError::BadSignatures),
+        CloseReason::NotJoined,
+        CloseReason::JoinedTwice,
+        CloseReason::JoinWithoutSender,
+        CloseReason::PeerIdMismatch,
+        CloseReason::UnsupportedVersion,
+        CloseReason::ChangesNotApplied,
+        CloseReason::StoreFailed,
+    ];
+    for r in reasons {
+        assert!(r.to_string().len() <= 123, "{r}: {}", r.to_string().len());
+        assert!(r.to_string().ends_with('.'));
+    }
+}
+
+#[test]
+fn a_disconnect_forgets_all_state_of_the_connection() {
+    let mut fx = Fixture::new();
+    let (d1, d2) = (doc_id(10), doc_id(11));
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    synced(&mut fx, &d1, &mut [&mut a, &mut b]);
+    fx.gate.set("a", &d2, Access::ReadWrite);
+    fx.send(&mut a, &d2);
+    fx.on(Event::DocLoaded {
+        doc: d2.clone(),
+        content: None,
+    });
+    let s = fx.hub.stats();
+    assert_eq!((s.connections, s.documents, s.sync_states), (2, 2, 3));
+
+    fx.on(Event::PeerDisconnected { conn: a.conn });
+    let s = fx.hub.stats();
+    assert_eq!((s.connections, s.documents, s.sync_states), (1, 2, 1));
+    fx.on(Event::PeerDisconnected { conn: b.conn });
+    let s = fx.hub.stats();
+    assert_eq!(
+        (s.connections, s.sync_states, s.waiting_messages),
+        (0, 0, 0)
+    );
+    // Frames of a forgotten connection do nothing.
+    assert!(fx.frame(a.conn, join("a")).is_empty());
+}
+
+#[test]
+fn a_failed_store_closes_the_documents_connections() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(12);
+    let mut a = Peer::new("a", 1);
+    synced(&mut fx, &doc, &mut [&mut a]);
+    a.edit(&doc, "k", 4);
+    let out = fx.send(&mut a, &doc);
+    assert_eq!(stores(&out).len(), 1);
+    let out = fx.on(Event::StoreFailed { doc: doc.clone() });
+    assert_eq!(closes(&out), vec![(a.conn, CloseReason::StoreFailed)]);
+    assert!(out.contains(&Effect::Unload { doc: doc.clone() }));
+    assert_eq!(fx.hub.stats(), Default::default());
+}
+
+#[test]
+fn ephemeral_messages_go_to_the_documents_other_peers() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(13);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b]);
+    let eph = cbor(vec![
+        ("type", t("ephemeral")),
+        ("senderId", t("a")),
+        ("targetId", t(HUB)),
+        ("documentId", t(&doc)),
+        ("sessionId", t("s")),
+        ("count", Value::Integer(1.into())),
+        ("data", Value::Bytes(vec![1])),
+    ]);
+    let out = fx.frame(a.conn, eph);
+    assert!(sends_to(&out, a.conn).is_empty());
+    let to_b = sends_to(&out, b.conn);
+    assert_eq!(kinds(&to_b), vec!["ephemeral"]);
+}

@@ -367,7 +367,11 @@ fn journal_entries_in_the_store_from_an_earlier_version_are_replayed_once() {
     let (_, v) = p.read();
     p.type_at(&v, 0, "[z]").unwrap();
     p.crash();
-    assert_eq!(p.body(), "[z][a][b][c][x][y]", "new keystrokes get new numbers");
+    assert_eq!(
+        p.body(),
+        "[z][a][b][c][x][y]",
+        "new keystrokes get new numbers"
+    );
 }
 
 /// An operation that fails after typing was committed into its write takes

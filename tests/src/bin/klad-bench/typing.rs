@@ -38,6 +38,14 @@ impl Disk for SledDisk<'_> {
     }
 }
 
+/// Hands glibc's free memory back, so that RSS growth afterwards is new memory.
+fn trim() {
+    // SAFETY: malloc_trim only releases free memory; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -57,7 +65,61 @@ fn mean_p99(xs: &mut [f64]) -> (f64, f64) {
     (mean, p99)
 }
 
+/// Baseline for memory, in a process of its own (`klad-bench typing-raw`):
+/// raw Automerge typing the same edits into one text, one transaction per
+/// window. Prints the RSS growth in KiB.
+pub fn raw() -> anyhow::Result<()> {
+    use automerge::transaction::Transactable;
+    let trace = automerge_paper_trace()?;
+    let edits: Vec<Splice> = trace.splices().into_iter().take(KEYSTROKES).collect();
+    let mut doc = automerge::Automerge::new();
+    let text = doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        tx.put_object(automerge::ROOT, "text", automerge::ObjType::Text)
+    });
+    let text = text.map_err(|e| anyhow::anyhow!("{e:?}"))?.result;
+    drop(trace);
+    trim();
+    let before = rss_kib();
+    for window in edits.chunks(WINDOW) {
+        let mut tx = doc.transaction();
+        for e in window {
+            tx.splice_text(&text, e.pos, e.delete as isize, &e.insert)?;
+        }
+        tx.commit();
+    }
+    println!("{}", rss_kib().saturating_sub(before));
+    Ok(())
+}
+
+/// The text after the first [`KEYSTROKES`] edits of the trace.
+fn expected_text(trace: &klad_tests::Trace) -> String {
+    let mut chars: Vec<char> = Vec::new();
+    for (pos, del, ins) in trace
+        .txns
+        .iter()
+        .flat_map(|t| t.patches.iter())
+        .take(KEYSTROKES)
+    {
+        chars.splice(*pos..*pos + *del, ins.chars());
+    }
+    chars.into_iter().collect()
+}
+
+/// Runs [`raw`] in a child process; its RSS growth in KiB.
+fn raw_growth_kib() -> anyhow::Result<u64> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("typing-raw")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "typing-raw failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
 pub fn run() -> anyhow::Result<()> {
+    let raw_kib = raw_growth_kib()?;
     let trace = automerge_paper_trace()?;
     let edits: Vec<Splice> = trace.splices().into_iter().take(KEYSTROKES).collect();
     let dir = tempfile::tempdir_in(std::env::var("KLAD_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
@@ -89,6 +151,9 @@ pub fn run() -> anyhow::Result<()> {
     let mut baseline_file = std::fs::File::create(dir.path().join("append.log"))?;
     let record = [b'x'; 111];
     let saved_before = replica.session().docs().text.save().len();
+    let expected = expected_text(&trace);
+    drop(trace);
+    trim();
     let rss_before = rss_kib();
     let mut keys = Vec::with_capacity(KEYSTROKES);
     let mut appends = Vec::new();
@@ -144,17 +209,6 @@ pub fn run() -> anyhow::Result<()> {
     let rss_after = rss_kib();
     let saved_after = replica.session().docs().text.save().len();
     let body = replica.session().docs().text.body(&article)?;
-    let expected: String = trace
-        .txns
-        .iter()
-        .flat_map(|t| t.patches.iter())
-        .take(KEYSTROKES)
-        .fold(String::new(), |mut s, (pos, del, ins)| {
-            let mut chars: Vec<char> = s.chars().collect();
-            chars.splice(*pos..*pos + *del, ins.chars());
-            s = chars.into_iter().collect();
-            s
-        });
     anyhow::ensure!(body == expected, "the typed text differs from the trace's");
 
     let (k_mean, k_p99) = mean_p99(&mut keys);
@@ -193,13 +247,22 @@ pub fn run() -> anyhow::Result<()> {
         rss_after as f64 / 1024.0
     );
     println!(
-        "| the text document's saved size (`save()`) | {:.2} MiB | {:.2} MiB | **{saved_growth:.2} MiB** |",
-        saved_before as f64 / 1024.0 / 1024.0,
-        saved_after as f64 / 1024.0 / 1024.0
+        "| the text document's saved size (`save()`) | {:.1} KiB | {:.1} KiB | **{:.1} KiB** |",
+        saved_before as f64 / 1024.0,
+        saved_after as f64 / 1024.0,
+        saved_growth * 1024.0
     );
     println!(
-        "| **RSS growth / saved-size growth** | | | **{:.1}×** |",
+        "| **RSS growth / saved-size growth** | | | **{:.0}×** |",
         rss_growth / saved_growth.max(f64::MIN_POSITIVE)
+    );
+    let raw = raw_kib as f64 / 1024.0;
+    println!(
+        "| baseline: RSS growth of raw Automerge typing the same edits (own process) | | | {raw:.1} MiB |"
+    );
+    println!(
+        "| **replica's RSS growth / raw Automerge's** | | | **{:.1}×** |",
+        rss_growth / raw.max(f64::MIN_POSITIVE)
     );
     Ok(())
 }

@@ -726,7 +726,11 @@ impl Replica {
             return Ok(None);
         }
         // Keep earlier acknowledged heads that the new ones do not cover.
-        let after: HashSet<ChangeHash> = doc.get_changes(&known).iter().map(Change::hash).collect();
+        let after: HashSet<ChangeHash> = doc
+            .get_changes_meta(&known)
+            .iter()
+            .map(|c| c.hash)
+            .collect();
         let mut acked = known;
         for h in self.ledger.acked.get(doc_id).cloned().unwrap_or_default() {
             if after.contains(&h) && !acked.contains(&h) {
@@ -766,10 +770,11 @@ impl Replica {
                         continue;
                     };
                     let acked = self.ledger.acked.get(doc_id).map_or(&[][..], Vec::as_slice);
+                    // Metadata only: materializing every change is far slower.
                     n += doc
-                        .get_changes(acked)
+                        .get_changes_meta(acked)
                         .iter()
-                        .filter(|c| c.actor_id() == &self.config.actor)
+                        .filter(|c| *c.actor == self.config.actor)
                         .count() as u32;
                 }
                 self.ledger.unsynced = Some((self.generation, n));

@@ -21,6 +21,15 @@ use klad_core::*;
 use klad_tests::automerge_paper_trace;
 
 const KEYSTROKES: usize = 20_000;
+
+/// The keystrokes to type (`KLAD_BENCH_KEYSTROKES` overrides, to see how
+/// memory grows with more).
+fn keystrokes() -> usize {
+    std::env::var("KLAD_BENCH_KEYSTROKES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(KEYSTROKES)
+}
 const WINDOW: usize = 25;
 const BLOCK: usize = 100;
 
@@ -71,7 +80,7 @@ fn mean_p99(xs: &mut [f64]) -> (f64, f64) {
 pub fn raw() -> anyhow::Result<()> {
     use automerge::transaction::Transactable;
     let trace = automerge_paper_trace()?;
-    let edits: Vec<Splice> = trace.splices().into_iter().take(KEYSTROKES).collect();
+    let edits: Vec<Splice> = trace.splices().into_iter().take(keystrokes()).collect();
     let mut doc = automerge::Automerge::new();
     let text = doc.transact::<_, _, automerge::AutomergeError>(|tx| {
         tx.put_object(automerge::ROOT, "text", automerge::ObjType::Text)
@@ -91,14 +100,14 @@ pub fn raw() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text after the first [`KEYSTROKES`] edits of the trace.
+/// The text after the first [`keystrokes`] edits of the trace.
 fn expected_text(trace: &klad_tests::Trace) -> String {
     let mut chars: Vec<char> = Vec::new();
     for (pos, del, ins) in trace
         .txns
         .iter()
         .flat_map(|t| t.patches.iter())
-        .take(KEYSTROKES)
+        .take(keystrokes())
     {
         chars.splice(*pos..*pos + *del, ins.chars());
     }
@@ -109,6 +118,7 @@ fn expected_text(trace: &klad_tests::Trace) -> String {
 fn raw_growth_kib() -> anyhow::Result<u64> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("typing-raw")
+        .env("KLAD_BENCH_KEYSTROKES", keystrokes().to_string())
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -121,9 +131,13 @@ fn raw_growth_kib() -> anyhow::Result<u64> {
 pub fn run() -> anyhow::Result<()> {
     let raw_kib = raw_growth_kib()?;
     let trace = automerge_paper_trace()?;
-    let edits: Vec<Splice> = trace.splices().into_iter().take(KEYSTROKES).collect();
+    let edits: Vec<Splice> = trace.splices().into_iter().take(keystrokes()).collect();
     let dir = tempfile::tempdir_in(std::env::var("KLAD_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
-    let store = DocStore::new(SledStore::open(dir.path().join("phone"))?);
+    // The phone's sled cache size (klad-ffi's PHONE_CACHE_BYTES).
+    let store = DocStore::new(SledStore::open_with_cache(
+        dir.path().join("phone"),
+        16 * 1024 * 1024,
+    )?);
 
     // A process with one drafter (this phone) and one empty article, stored
     // as the phone has it after joining.
@@ -217,8 +231,9 @@ pub fn run() -> anyhow::Result<()> {
     let rss_growth = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
     let saved_growth = (saved_after - saved_before) as f64 / 1024.0 / 1024.0;
     println!(
-        "The replica typed the first {KEYSTROKES} edits of the trace offline ({} characters of text at the end), \
+        "The replica typed the first {} edits of the trace offline ({} characters of text at the end), \
          committing every {WINDOW} keystrokes, in {secs:.1} s; the text matches the trace's.",
+        edits.len(),
         body.chars().count()
     );
     println!();
@@ -239,7 +254,10 @@ pub fn run() -> anyhow::Result<()> {
         c_mean / a_mean
     );
     println!();
-    println!("| memory | before | after {KEYSTROKES} keystrokes | growth |");
+    println!(
+        "| memory | before | after {} keystrokes | growth |",
+        keys.len()
+    );
     println!("|---|---:|---:|---:|");
     println!(
         "| process RSS | {:.1} MiB | {:.1} MiB | **{rss_growth:.1} MiB** |",

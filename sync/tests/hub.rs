@@ -11,29 +11,12 @@ use klad_sync::access::Access;
 use klad_sync::hub::{CloseReason, ConnId, Effect, Event, Gate, Hub, HubConfig, StoreToken};
 use klad_sync::wire;
 
+mod common;
+use common::{cbor, doc_id, t};
+
 const HUB: &str = "klad-server";
 const WINDOW: u64 = 5;
 const IDLE: u64 = 1_000;
-
-fn doc_id(n: u8) -> String {
-    samod_core::DocumentId::try_from(vec![n; 16])
-        .unwrap()
-        .to_string()
-}
-
-fn cbor(entries: Vec<(&str, Value)>) -> Vec<u8> {
-    let map = entries
-        .into_iter()
-        .map(|(k, v)| (Value::Text(k.into()), v))
-        .collect();
-    let mut out = Vec::new();
-    ciborium::into_writer(&Value::Map(map), &mut out).unwrap();
-    out
-}
-
-fn t(s: &str) -> Value {
-    Value::Text(s.into())
-}
 
 fn join(peer: &str) -> Vec<u8> {
     cbor(vec![

@@ -22,6 +22,9 @@ use klad_sync::access::Access;
 use klad_sync::hub::{ConnId, Effect, Event, Hub, HubConfig, StoreToken};
 use klad_sync::wire;
 
+mod common;
+use common::{cbor, t};
+
 const SEEDS: u64 = 2_000;
 const STEPS: usize = 120;
 const WINDOW: u64 = 3;
@@ -49,23 +52,7 @@ impl Rng {
 }
 
 fn doc_id(n: usize) -> String {
-    samod_core::DocumentId::try_from(vec![n as u8 + 1; 16])
-        .unwrap()
-        .to_string()
-}
-
-fn cbor(entries: Vec<(&str, Value)>) -> Vec<u8> {
-    let map = entries
-        .into_iter()
-        .map(|(k, v)| (Value::Text(k.into()), v))
-        .collect();
-    let mut out = Vec::new();
-    ciborium::into_writer(&Value::Map(map), &mut out).unwrap();
-    out
-}
-
-fn t(s: &str) -> Value {
-    Value::Text(s.into())
+    common::doc_id(n as u8 + 1)
 }
 
 /// One simulated connection: a FIFO each way.

@@ -26,17 +26,23 @@ use klad_tests::automerge_paper_trace;
 
 const BATCH: usize = 100;
 
-/// Peak resident set size of this process, in KiB (Linux `VmHWM`).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`, ...); 0 if
+/// it cannot be read. `pid` "self" is this process.
+fn proc_status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Peak resident set size of this process, in KiB (Linux `VmHWM`).
+fn peak_rss_kib() -> u64 {
+    proc_status_kib("self", "VmHWM")
 }
 
 /// Runs one variant in this process and prints `seconds peak_kib saved_bytes`.

@@ -176,15 +176,7 @@ fn stop(mut s: Started) -> anyhow::Result<()> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::proc_status_kib(&pid.to_string(), "VmRSS")
 }
 
 pub async fn run() -> anyhow::Result<()> {

@@ -56,15 +56,7 @@ fn trim() {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::proc_status_kib("self", "VmRSS")
 }
 
 fn mean_p99(xs: &mut [f64]) -> (f64, f64) {

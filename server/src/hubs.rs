@@ -85,6 +85,8 @@ pub struct HubParts {
     pub directory: Arc<Directory>,
     /// Where new devices found in changes are sent to be registered.
     pub devices: mpsc::UnboundedSender<NewDevice>,
+    /// The storage id every hub announces (one store, one id).
+    pub storage_id: String,
     /// A document without peers leaves memory after this long; a process
     /// whose documents have all left stops its hub.
     pub idle: Duration,
@@ -354,6 +356,7 @@ async fn run(hubs: Arc<Hubs>, process: ProcessId, mut rx: mpsc::Receiver<Cmd>) {
     let mut task = Task {
         hub: Hub::new(HubConfig {
             idle_unload_ms: idle_ms,
+            storage_id: Some(hubs.parts.storage_id.clone()),
             ..HubConfig::default()
         }),
         hubs,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use klad_core::store::{DocStore, SledStore};
+use klad_core::store::{DocStore, KvStore, SledStore};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Keys, load_or_create_admin_secret};
@@ -117,6 +117,7 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         store.clone(),
         COMPACT_AFTER_CHUNKS,
     )?);
+    let storage_id = load_or_create_storage_id(&store)?;
     let keys = Arc::new(Keys::load_or_create(data)?);
     let metrics = Arc::new(Metrics::default());
     let directory = Arc::new(Directory::new());
@@ -126,6 +127,7 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         metrics: metrics.clone(),
         directory: directory.clone(),
         devices,
+        storage_id,
         idle: cfg.idle_unload,
         put_delay: cfg.put_delay,
         unload_delay: cfg.unload_delay,
@@ -147,6 +149,25 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         metrics,
         registrar,
     })
+}
+
+/// The key of the server's automerge-repo storage id (samod's name for it,
+/// so a store written by the samod-based server keeps its id).
+const STORAGE_ID_KEY: &str = "storage-adapter-id";
+
+/// The storage id the hubs announce in their `peer` message. Peers key the
+/// sync state they keep, and the server's heads they report as "saved on the
+/// server", by it; it stays the same as long as the store does.
+fn load_or_create_storage_id(store: &SledStore) -> anyhow::Result<String> {
+    let key = klad_core::store::Key::new([STORAGE_ID_KEY])?;
+    if let Some(bytes) = store.get(&key)?
+        && let Ok(id) = String::from_utf8(bytes)
+    {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    store.put(&key, id.as_bytes())?;
+    Ok(id)
 }
 
 /// Registers each device the gate found in a change (an actor nobody had

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automerge::{Change, ChangeHash};
-use klad_core::store::{DocStore, SledStore, incremental_value};
+use klad_core::store::{DocStore, KvStore, SledStore, incremental_value};
 use klad_core::{MemberId, ProcessId};
 use klad_sync::authorship::Signature;
 use klad_sync::hub::{
@@ -666,11 +666,52 @@ impl Task {
 
 /// Appends raw change chunks to a document's stored values, durably, as one
 /// incremental value in klad-core's key layout.
-fn append(docs: &DocStore<SledStore>, doc: &str, bytes: &[u8]) -> Result<(), String> {
+fn append<S: KvStore>(docs: &DocStore<S>, doc: &str, bytes: &[u8]) -> Result<(), String> {
     let changes = klad_core::chunks::decode_changes(bytes)
         .map_err(|e| format!("the hub handed over changes that do not decode: {e}"))?;
     match incremental_value(doc, &changes).map_err(|e| e.to_string())? {
         Some(put) => docs.write_batch(&[put], &[]).map_err(|e| e.to_string()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ROOT, ReadDoc};
+    use klad_core::store::{DocStore, MemStore};
+
+    use super::append;
+
+    fn edit(d: &mut Automerge, key: &str) {
+        let mut tx = d.transaction();
+        tx.put(ROOT, key, 1).unwrap();
+        tx.commit();
+    }
+
+    #[test]
+    fn appended_change_chunks_load_back_as_the_document() {
+        let docs = DocStore::new(MemStore::new());
+        let mut d = Automerge::new();
+        edit(&mut d, "a");
+        let first = d.get_heads();
+        edit(&mut d, "b");
+        edit(&mut d, "c");
+        // One store of one change, then one of two (as the hub hands them over).
+        let bytes = |since: &[automerge::ChangeHash]| -> Vec<u8> {
+            d.get_changes(since)
+                .iter()
+                .flat_map(|c| c.raw_bytes().to_vec())
+                .collect()
+        };
+        let one: Vec<u8> = d.get_changes(&[]).first().unwrap().raw_bytes().to_vec();
+        append(&docs, "doc", &one).unwrap();
+        append(&docs, "doc", &bytes(&first)).unwrap();
+        let loaded = docs.load("doc").unwrap().unwrap();
+        assert_eq!(loaded.get_heads(), d.get_heads());
+        assert!(loaded.get(ROOT, "c").unwrap().is_some());
+        // Bytes that are not change chunks are refused, nothing is written.
+        assert!(append(&docs, "other", b"not changes").is_err());
+        assert!(docs.load("other").unwrap().is_none());
     }
 }

@@ -33,7 +33,7 @@ pub use klad_sync::access::{
     Access, DEVICE_SEPARATOR, DocRole, decide, member_of_peer, peer_id_for, valid_device,
 };
 
-/// The index, shared by the share policy, the HTTP API and connections.
+/// The index, shared by the hubs' gate, the HTTP API and facilitation.
 pub struct Directory {
     index: RwLock<Index>,
 }

@@ -47,11 +47,12 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Fault injection for tests: delay every storage put (never in production).
     pub fault_put_delay: Option<Duration>,
-    /// A process unused (no connection, no facilitation) for this long is
-    /// unloaded from memory.
+    /// A document without connections for this long leaves memory; a
+    /// process with no document left is unloaded.
     pub idle_unload: Duration,
-    /// Fault injection for tests: hold a process's gate this long while
-    /// unloading it (widens the window in which a connection must wait).
+    /// Fault injection for tests: wait this long between finding a process's
+    /// hub idle and stopping it (widens the window in which a connection
+    /// arrives while the hub is stopping).
     pub fault_unload_delay: Option<Duration>,
 }
 
@@ -60,9 +61,9 @@ pub struct ServeConfig {
 pub struct EngineConfig {
     /// Fault injection for tests: delay every storage put.
     pub put_delay: Option<Duration>,
-    /// Idle period after which a process is unloaded.
+    /// Idle period after which a document without connections leaves memory.
     pub idle_unload: Duration,
-    /// Fault injection for tests: delay inside every unload.
+    /// Fault injection for tests: delay before an idle hub stops.
     pub unload_delay: Option<Duration>,
 }
 

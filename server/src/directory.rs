@@ -26,6 +26,9 @@ struct Index {
     registries: HashMap<ProcessId, Arc<Registry>>,
     docs: HashMap<String, DocEntry>,
     members: HashMap<MemberId, ProcessId>,
+    /// Actors first seen in a change on a member's connection, claimed for
+    /// that member until (and after) the process document records them.
+    claims: HashMap<(ProcessId, String), MemberId>,
 }
 
 pub use klad_core::rules::ReadOnlyReason;
@@ -116,6 +119,31 @@ impl Directory {
         let idx = self.read();
         let entry = idx.docs.get(doc)?;
         idx.registries.get(&entry.process).cloned()
+    }
+
+    /// Claims `actor` (hex) of process `pid` for `member`, who wrote a change
+    /// with it before it was registered: from now on nobody else may use it,
+    /// in a change or when connecting, even before the process document
+    /// records it. `Err(owner)` when another member claimed it first.
+    pub fn claim(&self, pid: &ProcessId, actor: &str, member: &MemberId) -> Result<(), MemberId> {
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let owner = idx
+            .claims
+            .entry((pid.clone(), actor.to_owned()))
+            .or_insert_with(|| member.clone());
+        if owner == member {
+            Ok(())
+        } else {
+            Err(owner.clone())
+        }
+    }
+
+    /// The member who claimed `actor` (hex) of process `pid`, if anyone did.
+    pub fn claimant(&self, pid: &ProcessId, actor: &str) -> Option<MemberId> {
+        self.read()
+            .claims
+            .get(&(pid.clone(), actor.to_owned()))
+            .cloned()
     }
 
     /// Number of documents the index knows.

@@ -458,6 +458,14 @@ impl Facilitation {
         key: Option<&[u8; 32]>,
     ) -> Result<(), FacilitationError> {
         let hex = actor.to_hex_string();
+        if let Some(owner) = self.directory.claimant(pid, &hex)
+            && &owner != member
+        {
+            return Err(FacilitationError::BadRequest(
+                "This device id is already another member's; write with a device id of your own."
+                    .into(),
+            ));
+        }
         let registered = |info: &ProcessInfo| -> Result<bool, FacilitationError> {
             let m = info.member(member)?;
             Ok(m.devices.contains(&hex)

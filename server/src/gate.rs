@@ -109,9 +109,34 @@ impl Gate for HubGate<'_> {
             };
         }
         if let Some(registry) = &registry {
+            // An actor nobody has registered becomes the sender's: claimed at
+            // once (the process document records it a moment later), so a
+            // member who copies it from the forwarded change cannot write
+            // with it in between.
+            let pid = &registry.info().id;
+            for actor in &judged.new_devices {
+                let hex = actor.to_hex_string();
+                if let Err(owner) = self.directory.claim(pid, &hex, &peer.member) {
+                    self.metrics.refused_changes("forged_author", 1);
+                    self.metrics.refused_write("forged_author");
+                    tracing::warn!(
+                        member = %peer.member,
+                        document = %doc_id,
+                        actor = %hex,
+                        owner = %owner,
+                        "refused a change written with a device another member claimed; closing the connection"
+                    );
+                    let refusal = Refusal::Unsigned { owner };
+                    return Admission::Close {
+                        code: POLICY_VIOLATION,
+                        reason: forgery_sentence(Some(registry), &refusal),
+                        label: refusal.label(),
+                    };
+                }
+            }
             for actor in judged.new_devices {
                 self.new_devices.push(NewDevice {
-                    process: registry.info().id.clone(),
+                    process: pid.clone(),
                     member: peer.member.clone(),
                     actor,
                 });
@@ -158,4 +183,113 @@ fn forgery_sentence(registry: Option<&Registry>, refusal: &Refusal) -> String {
     format!(
         "Not stored: a change used the device id of {name} {how}. Write with your own device id."
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use automerge::sync::{Message, State, SyncDoc};
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, Automerge, ROOT};
+    use klad_core::rules::Role;
+    use klad_core::{DocId, MemberId, NewMember, ProcessDoc, ProcessId};
+    use klad_sync::hub::{Admission, ConnId, Gate, Inbound};
+
+    use super::{HubGate, PeerState};
+    use crate::directory::{Access, Directory};
+    use crate::metrics::Metrics;
+
+    fn id(n: u8) -> String {
+        klad_sync::wire::document_id([n; 16])
+    }
+
+    /// A sync message from a peer that wrote one change with `actor` to a
+    /// document the hub has nothing of.
+    fn message_with_change(actor: &[u8]) -> Message {
+        let mut peer = Automerge::new().with_actor(ActorId::from(actor));
+        let mut tx = peer.transaction();
+        tx.put(ROOT, "k", 1).unwrap();
+        tx.commit();
+        let (mut ps, mut hs) = (State::new(), State::new());
+        let mut hub = Automerge::new();
+        let first = peer.generate_sync_message(&mut ps).unwrap();
+        hub.receive_sync_message(&mut hs, first).unwrap();
+        let answer = hub.generate_sync_message(&mut hs).unwrap();
+        peer.receive_sync_message(&mut ps, answer).unwrap();
+        let msg = peer.generate_sync_message(&mut ps).unwrap();
+        assert!(!msg.changes.is_empty());
+        msg
+    }
+
+    #[test]
+    fn an_actor_first_seen_on_one_members_connection_is_refused_on_anothers() {
+        let pid = ProcessId(id(1));
+        let text = id(2);
+        let mut pd = ProcessDoc::create(0, &pid, "Titel", &DocId(text.clone())).unwrap();
+        let (anna, bram) = (MemberId::from("anna"), MemberId::from("bram"));
+        for (m, c) in [(&anna, 3), (&bram, 4)] {
+            let new = NewMember {
+                id: m.clone(),
+                name: m.to_string(),
+                role: Role::Drafter,
+                contributions_doc: DocId(id(c)),
+            };
+            pd.add_member(0, None, &new).unwrap();
+        }
+        let directory = Directory::new();
+        directory.upsert(pd.info().unwrap());
+        let metrics = Metrics::default();
+        let mut peers = HashMap::new();
+        for (conn, m) in [(1, &anna), (2, &bram)] {
+            peers.insert(
+                ConnId(conn),
+                PeerState {
+                    member: m.clone(),
+                    signatures: Default::default(),
+                },
+            );
+        }
+        let mut gate = HubGate {
+            directory: &directory,
+            metrics: &metrics,
+            peers: &mut peers,
+            new_devices: Vec::new(),
+        };
+        let hub_copy = Automerge::new();
+        let actor = [0xab; 16];
+        let inbound = |conn: u64, peer: &'static str| Inbound {
+            conn: ConnId(conn),
+            peer,
+            doc_id: &text,
+            access: Access::ReadWrite,
+            doc: &hub_copy,
+            message: message_with_change(&actor),
+        };
+        // Anna writes with an actor nobody has: accepted, hers from now on.
+        let Admission::Apply(m) = gate.admit(inbound(1, "anna")) else {
+            panic!("Anna's change is accepted");
+        };
+        assert!(!m.changes.is_empty());
+        assert_eq!(gate.new_devices.len(), 1);
+        // Before the process document records it, Bram writes with it.
+        match gate.admit(inbound(2, "bram")) {
+            Admission::Close {
+                code,
+                reason,
+                label,
+            } => {
+                assert_eq!((code, label), (1008, "forged_author"));
+                assert!(reason.contains("device id of anna"), "{reason}");
+            }
+            Admission::Apply(_) => panic!("Bram's change with Anna's new device is refused"),
+        }
+        assert_eq!(metrics.refused_changes_total("forged_author"), 1);
+        assert_eq!(gate.new_devices.len(), 1);
+        // And he cannot register it when connecting either.
+        assert_eq!(
+            directory.claimant(&pid, &ActorId::from(&actor[..]).to_hex_string()),
+            Some(anna)
+        );
+    }
 }

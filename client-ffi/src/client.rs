@@ -63,6 +63,8 @@ pub(crate) struct JoinRecord {
 
 /// What every process of a client shares.
 pub(crate) struct Shared {
+    /// The data directory.
+    pub dir: PathBuf,
     pub kv: SledStore,
     pub docs: DocStore<SledStore>,
     pub runtime: tokio::runtime::Handle,
@@ -170,6 +172,7 @@ impl KladClient {
                 ))
             })?;
         let shared = Arc::new(Shared {
+            dir: path.clone(),
             kv,
             docs,
             runtime: runtime.handle().clone(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use automerge::{Automerge, Change, ChangeHash};
 use futures::StreamExt;
 use klad_client::replica::{self, Config, Disk, Effects, Replica, Write};
+use klad_core::store::journal::JournalFile;
 use klad_core::store::{Key, KvStore, StoreError};
 use klad_core::{ArticleId, ContributionId, MemberId, ProcessDocs, Session, Splice, views};
 use klad_sync::access::peer_id_for;
@@ -39,6 +40,8 @@ fn now_ms() -> i64 {
 
 struct State {
     replica: Replica,
+    /// The typing journal file.
+    journal: JournalFile,
     last_status: Option<SyncStatus>,
 }
 
@@ -68,8 +71,8 @@ pub(crate) struct ProcessInner {
     stopped: AtomicBool,
 }
 
-/// The replica's reads at open, on the phone's store.
-struct PhoneDisk<'a>(&'a Shared);
+/// The replica's reads at open, on the phone's store and journal file.
+struct PhoneDisk<'a>(&'a Shared, Vec<u8>);
 
 impl Disk for PhoneDisk<'_> {
     fn load(&mut self, doc_id: &str) -> Result<Option<Automerge>, StoreError> {
@@ -80,6 +83,10 @@ impl Disk for PhoneDisk<'_> {
     fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
         self.0.kv.scan_prefix(prefix)
     }
+
+    fn journal(&mut self) -> Result<Vec<u8>, StoreError> {
+        Ok(std::mem::take(&mut self.1))
+    }
 }
 
 impl ProcessInner {
@@ -87,6 +94,7 @@ impl ProcessInner {
     /// and starts syncing.
     pub fn open(shared: Arc<Shared>, rec: JoinRecord) -> Result<Arc<ProcessInner>> {
         let member = MemberId::from(rec.member_id.as_str());
+        let (journal, journal_bytes) = JournalFile::open(&shared.dir, &rec.process_id)?;
         let replica = Replica::open(
             Config {
                 process_id: rec.process_id.clone(),
@@ -94,7 +102,7 @@ impl ProcessInner {
                 actor: shared.actor.clone(),
                 prefix: PREFIX.to_owned(),
             },
-            &mut PhoneDisk(&shared),
+            &mut PhoneDisk(&shared, journal_bytes),
         )?;
         let peer_id = peer_id_for(&member, Some(&shared.device));
         let storage = PhoneStorage::new(shared.kv.clone());
@@ -120,6 +128,7 @@ impl ProcessInner {
             token: rec.token,
             state: Mutex::new(State {
                 replica,
+                journal,
                 last_status: None,
             }),
             repo,
@@ -429,11 +438,19 @@ impl ProcessInner {
 
     // ---- local writes ----
 
-    /// Stores a write of the replica in one batch, reports the outcome to
-    /// it, and hands what it stored to samod.
+    /// Stores a write of the replica (its batch, then its journal record),
+    /// reports the outcome to it, and hands what it stored to samod.
     fn store(&self, st: &mut State, w: Write) -> Result<Effects> {
-        let stored = self.shared.docs.write_batch(&w.puts, &w.deletes);
+        let mut stored = self.shared.docs.write_batch(&w.puts, &w.deletes);
+        if stored.is_ok()
+            && let Some(record) = &w.journal
+        {
+            stored = st.journal.append(record);
+        }
         let effects = st.replica.written(w, stored)?;
+        if effects.truncate_journal {
+            st.journal.truncate();
+        }
         for (doc_id, changes) in &effects.sync {
             self.push(doc_id, changes.clone());
         }
@@ -517,10 +534,24 @@ impl ProcessInner {
         };
         let effects = {
             let mut st = lock(&self.state);
-            let w = st
-                .replica
-                .keystroke(now_ms(), version.as_deref(), &id, heading, splice)?;
-            self.store(&mut st, w)?
+            let mut effects = Effects::default();
+            // At most twice: typing into another version is committed first.
+            for _ in 0..2 {
+                let w = st.replica.keystroke(
+                    now_ms(),
+                    version.as_deref(),
+                    &id,
+                    heading,
+                    splice.clone(),
+                )?;
+                let e = self.store(&mut st, w)?;
+                let retry = e.retry_keystroke;
+                effects.merge(e);
+                if !retry {
+                    break;
+                }
+            }
+            effects
         };
         self.apply(effects);
         Ok(())

@@ -11,10 +11,13 @@
 //!
 //! # Invariants
 //!
-//! - A keystroke is accepted only after its journal entry is stored; a journal
-//!   entry is removed only in the same batch that stores the change holding it.
-//!   So every keystroke whose call returned is either in the journal or in a
-//!   stored change, never both, never neither.
+//! - A keystroke is accepted only after its journal record is appended and
+//!   synced ([`klad_core::store::journal`]). The batch that stores a commit also stores
+//!   the highest sequence number it holds (`<prefix>/journal-done/<process>`),
+//!   and a replay skips the records it covers; the file is emptied only
+//!   after that. So every keystroke whose call returned is replayed or in a
+//!   stored change, never both, never neither. (Journal entries kept in the
+//!   store by earlier versions are removed in the batch of their change.)
 //! - A write that fails leaves the documents as they were before the
 //!   operation (and the typing pending), and the caller gets the error.
 //! - The text a journal entry was typed against is stored before the entry
@@ -62,6 +65,9 @@ pub trait Disk {
     fn load(&mut self, doc_id: &str) -> Result<Option<Automerge>, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError>;
+    /// The typing journal file's bytes (empty if there is none); see
+    /// [`klad_core::store::journal`].
+    fn journal(&mut self) -> Result<Vec<u8>, StoreError>;
 }
 
 /// Who and where: the process, the member, this device, and the first key
@@ -79,8 +85,10 @@ pub struct Config {
     pub prefix: String,
 }
 
-/// Entries to store in one atomic batch, then report with
-/// [`Replica::written`].
+/// What to store, then report with [`Replica::written`]: first `puts` and
+/// `deletes` in one atomic batch (if any), then `journal` appended to the
+/// typing journal file and synced (if any). A write never holds both a
+/// commit and a journal record, so either part failing is one failure.
 #[must_use = "store the write, then report it with Replica::written"]
 #[derive(Debug)]
 pub struct Write {
@@ -88,6 +96,8 @@ pub struct Write {
     pub puts: Vec<(Key, Vec<u8>)>,
     /// Entries to remove.
     pub deletes: Vec<Key>,
+    /// A record to append to the typing journal (framed: [`klad_core::store::journal`]).
+    pub journal: Option<Vec<u8>>,
     /// Heads of each writable document before the operation, to go back to
     /// if storing fails.
     undo: Vec<(String, Vec<ChangeHash>)>,
@@ -99,13 +109,15 @@ pub struct Write {
     sync: Vec<(String, Vec<Change>)>,
     /// A keystroke to accept once stored.
     keystroke: Option<Keystroke>,
+    /// A commit made so that the keystroke can be taken next.
+    retry: bool,
     now_ms: i64,
 }
 
 impl Write {
     /// True when there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty()
+        self.puts.is_empty() && self.deletes.is_empty() && self.journal.is_none()
     }
 }
 
@@ -122,6 +134,26 @@ pub struct Effects {
     /// The process document changed: the process's documents and members
     /// are now these (find new documents, update the sync gate).
     pub process_info: Option<ProcessInfo>,
+    /// Every journal record is inside a stored change: the journal file may
+    /// be emptied (best effort; replay skips what is stored anyway).
+    pub truncate_journal: bool,
+    /// The keystroke asked for could not be taken yet: typing into another
+    /// version was committed first. Call [`Replica::keystroke`] again.
+    pub retry_keystroke: bool,
+}
+
+impl Effects {
+    /// Adds `other`'s effects to these (for a caller that made two writes).
+    pub fn merge(&mut self, other: Effects) {
+        self.sync.extend(other.sync);
+        self.documents_changed |= other.documents_changed;
+        self.schedule_commit |= other.schedule_commit;
+        if other.process_info.is_some() {
+            self.process_info = other.process_info;
+        }
+        self.truncate_journal |= other.truncate_journal;
+        self.retry_keystroke = other.retry_keystroke;
+    }
 }
 
 /// What the server has acknowledged, and what the unsynced count was
@@ -149,12 +181,20 @@ pub struct Replica {
     writing: bool,
     /// Moves whenever a document or the ledger may have changed.
     generation: u64,
+    /// Journal entries kept in the store (written before the journal file
+    /// existed), removed with the change that holds them.
+    legacy: HashSet<u64>,
 }
 
 impl Replica {
     /// The key prefix of the typing journal of `process_id`.
     pub fn journal_prefix(prefix: &str, process_id: &str) -> Result<Key> {
         Ok(Key::new([prefix, "pending", process_id])?)
+    }
+
+    /// The key of the highest journal sequence number inside a stored change.
+    pub fn journal_done_key(prefix: &str, process_id: &str) -> Result<Key> {
+        Ok(Key::new([prefix, "journal-done", process_id])?)
     }
 
     /// The key prefix of the acknowledgement records of `process_id`.
@@ -208,21 +248,41 @@ impl Replica {
                 ledger.acked.insert(doc.clone(), heads);
             }
         }
-        let mut journal = Vec::new();
+        let damaged = |e: serde_json::Error| {
+            Error::Damaged(format!(
+                "A typing record in the data directory is damaged ({e}). Restore the directory from a backup."
+            ))
+        };
+        // Keystrokes up to `done` are inside stored changes.
+        let done_key = Self::journal_done_key(&config.prefix, &config.process_id)?;
+        let done: Option<u64> = disk
+            .scan(&done_key)?
+            .into_iter()
+            .find(|(k, _)| *k == done_key)
+            .and_then(|(_, v)| String::from_utf8_lossy(&v).parse().ok());
+        let mut journal: BTreeMap<u64, Keystroke> = BTreeMap::new();
+        let mut legacy = HashSet::new();
         let pending = Self::journal_prefix(&config.prefix, &config.process_id)?;
         for (k, v) in disk.scan(&pending)? {
             let Some(seq) = k.components().get(3).and_then(|s| s.parse::<u64>().ok()) else {
                 continue;
             };
-            let mut entry: Keystroke = serde_json::from_slice(&v).map_err(|e| {
-                Error::Damaged(format!(
-                    "A typing record in the data directory is damaged ({e}). Restore the directory from a backup."
-                ))
-            })?;
+            let mut entry: Keystroke = serde_json::from_slice(&v).map_err(damaged)?;
             entry.seq = seq;
-            journal.push(entry);
+            legacy.insert(seq);
+            journal.insert(seq, entry);
         }
-        let typing = Typing::restore(journal, &session.docs().text.heads());
+        for record in klad_core::store::journal::decode(&disk.journal()?) {
+            let entry: Keystroke = serde_json::from_slice(record).map_err(damaged)?;
+            if done.is_none_or(|d| entry.seq > d) {
+                journal.insert(entry.seq, entry);
+            }
+        }
+        let typing = Typing::restore(
+            journal.into_values().collect(),
+            &session.docs().text.heads(),
+        )
+        .with_next_seq(done.map_or(0, |d| d + 1));
         let mut replica = Replica {
             config,
             session,
@@ -232,6 +292,7 @@ impl Replica {
             docs: Vec::new(),
             writing: false,
             generation: 0,
+            legacy,
         };
         replica.docs = replica.list_docs(info.as_ref());
         Ok(replica)
@@ -326,11 +387,13 @@ impl Replica {
         Ok(Write {
             puts: Vec::new(),
             deletes: Vec::new(),
+            journal: None,
             undo,
             commits: Vec::new(),
             saved: Vec::new(),
             sync: Vec::new(),
             keystroke: None,
+            retry: false,
             now_ms,
         })
     }
@@ -357,8 +420,10 @@ impl Replica {
         Ok(())
     }
 
-    /// Turns all pending typing into changes, into `w`.
+    /// Turns all pending typing into changes, into `w`, with the record that
+    /// the journal's keystrokes up to the last of them are stored.
     fn commit_into(&mut self, w: &mut Write) -> Result<()> {
+        let mut last = None;
         while !self.typing.is_empty() {
             if self.text_doc_id().is_none() {
                 return Err(Error::Core(klad_core::Error::NotFound(
@@ -370,9 +435,16 @@ impl Replica {
                 break;
             };
             for seq in &c.seqs {
-                w.deletes.push(self.journal_key(*seq)?);
+                if self.legacy.contains(seq) {
+                    w.deletes.push(self.journal_key(*seq)?);
+                }
+                last = last.max(Some(*seq));
             }
             w.commits.push(c);
+        }
+        if let Some(seq) = last {
+            let key = Self::journal_done_key(&self.config.prefix, &self.config.process_id)?;
+            w.puts.push((key, seq.to_string().into_bytes()));
         }
         Ok(())
     }
@@ -452,9 +524,10 @@ impl Replica {
 
     /// One keystroke (or paste) into an article's heading or body, typed
     /// into `version` of the text (`None`: the text as shown now). Checked
-    /// here and by klad-core; the write holds its journal entry (and the
-    /// text it was typed against, and typing into another version committed
-    /// first).
+    /// here and by klad-core; the write holds its journal record (and the
+    /// text it was typed against, if that is not stored yet). When typing
+    /// into another version is pending, the write commits that instead and
+    /// its effects say [`retry_keystroke`](Effects::retry_keystroke).
     pub fn keystroke(
         &mut self,
         now_ms: i64,
@@ -464,19 +537,19 @@ impl Replica {
         splice: Splice,
     ) -> Result<Write> {
         let ((), w) = self.build(now_ms, false, |r, w| {
-            let mut prepared =
-                r.typing
-                    .prepare(&r.session, version, article, heading, splice.clone())?;
-            if prepared == Prepared::CommitFirst {
-                r.commit_into(w)?;
-                prepared = r
-                    .typing
-                    .prepare(&r.session, version, article, heading, splice)?;
-            }
-            let Prepared::Append(k) = prepared else {
-                return Err(Error::Core(klad_core::Error::InvalidInput(
-                    "Typing into an older version of the text could not be committed first; read the text again and retry.".into(),
-                )));
+            let prepared = r
+                .typing
+                .prepare(&r.session, version, article, heading, splice)?;
+            let k = match prepared {
+                Prepared::Append(k) => k,
+                Prepared::CommitFirst => {
+                    // Typing into another version is pending: this write
+                    // commits it; the caller asks again.
+                    r.commit_into(w)?;
+                    r.persist_into(w, true)?;
+                    w.retry = true;
+                    return Ok(());
+                }
             };
             if r.typing.is_empty() {
                 // A replay applies the entry at the text it names: store it first.
@@ -485,7 +558,7 @@ impl Replica {
             let bytes = serde_json::to_vec(&k).map_err(|e| {
                 Error::Damaged(format!("The keystroke could not be recorded ({e})."))
             })?;
-            w.puts.push((r.journal_key(k.seq)?, bytes));
+            w.journal = Some(klad_core::store::journal::encode(&bytes));
             w.keystroke = Some(k);
             Ok(())
         })?;
@@ -506,8 +579,10 @@ impl Replica {
             saved,
             sync,
             keystroke,
+            retry,
             ..
         } = w;
+        let committed = !commits.is_empty();
         if !commits.is_empty() || !sync.is_empty() {
             self.generation += 1;
         }
@@ -517,8 +592,13 @@ impl Replica {
             ..Effects::default()
         };
         for c in commits {
+            for seq in &c.seqs {
+                self.legacy.remove(seq);
+            }
             self.typing.committed(c);
         }
+        effects.truncate_journal = committed && self.typing.is_empty();
+        effects.retry_keystroke = retry;
         for (doc_id, heads) in saved {
             self.saved.insert(doc_id, heads);
         }
@@ -646,7 +726,11 @@ impl Replica {
             return Ok(None);
         }
         // Keep earlier acknowledged heads that the new ones do not cover.
-        let after: HashSet<ChangeHash> = doc.get_changes(&known).iter().map(Change::hash).collect();
+        let after: HashSet<ChangeHash> = doc
+            .get_changes_meta(&known)
+            .iter()
+            .map(|c| c.hash)
+            .collect();
         let mut acked = known;
         for h in self.ledger.acked.get(doc_id).cloned().unwrap_or_default() {
             if after.contains(&h) && !acked.contains(&h) {
@@ -686,10 +770,11 @@ impl Replica {
                         continue;
                     };
                     let acked = self.ledger.acked.get(doc_id).map_or(&[][..], Vec::as_slice);
+                    // Metadata only: materializing every change is far slower.
                     n += doc
-                        .get_changes(acked)
+                        .get_changes_meta(acked)
                         .iter()
-                        .filter(|c| c.actor_id() == &self.config.actor)
+                        .filter(|c| *c.actor == self.config.actor)
                         .count() as u32;
                 }
                 self.ledger.unsynced = Some((self.generation, n));

@@ -128,6 +128,13 @@ impl Typing {
         }
     }
 
+    /// Raises the sequence number the next keystroke gets to at least `seq`
+    /// (so a new keystroke never reuses the number of one already stored).
+    pub fn with_next_seq(mut self, seq: u64) -> Typing {
+        self.next_seq = self.next_seq.max(seq);
+        self
+    }
+
     /// The journal entries not yet committed, in order.
     pub fn pending(&self) -> &[Keystroke] {
         &self.pending

@@ -22,8 +22,8 @@ use common::*;
 
 const PREFIX: &str = "klad-ffi";
 
-/// The replica's reads, from the store.
-struct StoreDisk(DocStore<MemStore>);
+/// The replica's reads, from the store and the journal file.
+struct StoreDisk(DocStore<MemStore>, Vec<u8>);
 
 impl Disk for StoreDisk {
     fn load(&mut self, doc_id: &str) -> Result<Option<automerge::Automerge>, StoreError> {
@@ -32,17 +32,26 @@ impl Disk for StoreDisk {
     fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
         self.0.kv().scan_prefix(prefix)
     }
+    fn journal(&mut self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.1.clone())
+    }
 }
 
 /// A phone: the replica, and the store that survives a crash.
 struct Phone {
     kv: MemStore,
+    /// The typing journal file, and where its last whole record ends (the
+    /// next record is written there, over whatever a failed append left).
+    journal: Vec<u8>,
+    journal_end: usize,
     replica: Replica,
     me: MemberId,
     article: ArticleId,
     now: i64,
     /// The next write fails (a full disk).
     fail_next: bool,
+    /// The next journal append fails after the batch was stored.
+    fail_journal: bool,
 }
 
 fn config(me: &MemberId) -> Config {
@@ -67,27 +76,58 @@ impl Phone {
             let id = format!("contrib-{}", name_of(&docs, m));
             store.save_full(&id, d.automerge()).unwrap();
         }
-        let replica = Replica::open(config(&anna), &mut StoreDisk(store)).unwrap();
+        let replica = Replica::open(config(&anna), &mut StoreDisk(store, Vec::new())).unwrap();
         let mut p = Phone {
             kv,
+            journal: Vec::new(),
+            journal_end: 0,
             replica,
             me: anna,
             article,
             now: T0 + 1000,
             fail_next: false,
+            fail_journal: false,
         };
         p.commit().unwrap();
         p
     }
 
-    /// Stores a write (or fails to) and reports it, as klad-ffi does.
+    /// Stores a write (or fails to) and reports it, as klad-ffi does: the
+    /// batch, then the journal record.
     fn store(&mut self, w: Write) -> Result<Effects, Error> {
-        let stored = if std::mem::take(&mut self.fail_next) {
-            Err(StoreError::Backend("no space left on device".into()))
+        let full = || Err(StoreError::Backend("no space left on device".into()));
+        let mut stored = if std::mem::take(&mut self.fail_next) {
+            full()
         } else {
             DocStore::new(self.kv.clone()).write_batch(&w.puts, &w.deletes)
         };
-        self.replica.written(w, stored)
+        if stored.is_ok()
+            && let Some(record) = &w.journal
+        {
+            if std::mem::take(&mut self.fail_journal) {
+                // A torn append: part of the record reached the file.
+                self.write_journal(&record[..record.len() / 2]);
+                stored = full();
+            } else {
+                self.write_journal(record);
+                self.journal_end += record.len();
+            }
+        }
+        let effects = self.replica.written(w, stored)?;
+        if effects.truncate_journal {
+            self.journal.clear();
+            self.journal_end = 0;
+        }
+        Ok(effects)
+    }
+
+    /// Writes at the end of the last whole record, as klad-ffi does.
+    fn write_journal(&mut self, bytes: &[u8]) {
+        let end = self.journal_end + bytes.len();
+        if self.journal.len() < end {
+            self.journal.resize(end, 0);
+        }
+        self.journal[self.journal_end..end].copy_from_slice(bytes);
     }
 
     fn commit(&mut self) -> Result<(), Error> {
@@ -106,14 +146,19 @@ impl Phone {
             delete: 0,
             insert: insert.to_owned(),
         };
-        let w = self.replica.keystroke(
-            self.now,
-            Some(version),
-            self.article.as_str(),
-            false,
-            splice,
-        )?;
-        self.store(w).map(|_| ())
+        for _ in 0..2 {
+            let w = self.replica.keystroke(
+                self.now,
+                Some(version),
+                self.article.as_str(),
+                false,
+                splice.clone(),
+            )?;
+            if !self.store(w)?.retry_keystroke {
+                return Ok(());
+            }
+        }
+        panic!("a keystroke asked to be retried twice");
     }
 
     /// A comment on the first character of the article.
@@ -150,9 +195,23 @@ impl Phone {
             .unwrap()
     }
 
+    /// Journal records a replay would apply (not covered by a stored change).
     fn journal_len(&self) -> usize {
-        let prefix = Replica::journal_prefix(PREFIX, "p1").unwrap();
-        self.kv.scan_prefix(&prefix).unwrap().len()
+        let done_key = Replica::journal_done_key(PREFIX, "p1").unwrap();
+        let done: Option<u64> = self
+            .kv
+            .get(&done_key)
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap().parse().unwrap());
+        klad_core::store::journal::decode(&self.journal)
+            .into_iter()
+            .map(|r| {
+                serde_json::from_slice::<klad_client::Keystroke>(r)
+                    .unwrap()
+                    .seq
+            })
+            .filter(|seq| done.is_none_or(|d| *seq > d))
+            .count()
     }
 
     /// The changes the other phone has and this one lacks arrive through
@@ -180,8 +239,10 @@ impl Phone {
     /// The app dies; the phone comes back from the store alone and replays
     /// the journal.
     fn crash(&mut self) {
+        self.journal_end = klad_core::store::journal::whole_len(&self.journal);
         let store = DocStore::new(self.kv.clone());
-        self.replica = Replica::open(config(&self.me), &mut StoreDisk(store)).unwrap();
+        let disk = &mut StoreDisk(store, self.journal.clone());
+        self.replica = Replica::open(config(&self.me), disk).unwrap();
         self.commit().expect("the replay commits");
         assert_eq!(self.journal_len(), 0, "the replay empties the journal");
     }
@@ -262,6 +323,55 @@ fn a_keystroke_that_cannot_be_stored_is_refused_and_leaves_nothing() {
     p.type_at(&v, 3, "[y]").unwrap();
     p.crash();
     assert_eq!(p.body(), "[a][y][b][c]");
+}
+
+/// A journal append that fails half-way (a full disk) refuses the
+/// keystroke; the next one is written over the torn bytes, and a crash
+/// replays exactly the keystrokes whose calls returned.
+#[test]
+fn a_torn_journal_append_refuses_the_keystroke_and_loses_nothing_else() {
+    let mut p = Phone::new();
+    let (_, v) = p.read();
+    p.type_at(&v, 9, "[x]").unwrap();
+    p.fail_journal = true;
+    assert!(matches!(p.type_at(&v, 12, "[t]"), Err(Error::Store(_))));
+    assert_eq!(p.read().0, "[a][b][c][x]");
+    p.type_at(&v, 12, "[y]").unwrap();
+    p.fail_journal = true;
+    assert!(p.type_at(&v, 15, "[u]").is_err());
+    p.crash();
+    assert_eq!(p.body(), "[a][b][c][x][y]");
+}
+
+/// Journal entries an earlier version kept in the store are replayed and
+/// removed with the change that holds them.
+#[test]
+fn journal_entries_in_the_store_from_an_earlier_version_are_replayed_once() {
+    let mut p = Phone::new();
+    let (_, v) = p.read();
+    for (seq, (pos, t)) in [(9, "[x]"), (12, "[y]")].into_iter().enumerate() {
+        let entry = serde_json::json!({
+            "article": p.article.as_str(), "pos": pos, "delete": 0, "insert": t,
+            "version": v, "base": v,
+        });
+        let key = Replica::journal_prefix(PREFIX, "p1")
+            .unwrap()
+            .child(format!("{seq:020}"))
+            .unwrap();
+        p.kv.put(&key, entry.to_string().as_bytes()).unwrap();
+    }
+    p.crash();
+    assert_eq!(p.body(), "[a][b][c][x][y]");
+    let prefix = Replica::journal_prefix(PREFIX, "p1").unwrap();
+    assert!(p.kv.scan_prefix(&prefix).unwrap().is_empty());
+    let (_, v) = p.read();
+    p.type_at(&v, 0, "[z]").unwrap();
+    p.crash();
+    assert_eq!(
+        p.body(),
+        "[z][a][b][c][x][y]",
+        "new keystrokes get new numbers"
+    );
 }
 
 /// An operation that fails after typing was committed into its write takes
@@ -378,7 +488,8 @@ fn documents_are_discovered_from_the_process_document() {
     let kv = MemStore::new();
     let first = docs.process.automerge().fork_at(&[]).unwrap();
     assert!(first.get_heads().is_empty());
-    let mut r = Replica::open(config(&anna), &mut StoreDisk(DocStore::new(kv))).unwrap();
+    let mut r =
+        Replica::open(config(&anna), &mut StoreDisk(DocStore::new(kv), Vec::new())).unwrap();
     assert_eq!(r.documents().len(), 1, "only the process document is known");
     assert!(!r.is_complete());
     let effects = r
@@ -435,6 +546,7 @@ enum Op {
     Read,
     Type(usize),
     TypeFails(usize),
+    TypeTorn(usize),
     Remote(usize),
     Arrive { stored: bool, merged: bool },
     Send,
@@ -450,6 +562,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Read),
         8 => any::<usize>().prop_map(Op::Type),
         1 => any::<usize>().prop_map(Op::TypeFails),
+        1 => any::<usize>().prop_map(Op::TypeTorn),
         2 => any::<usize>().prop_map(Op::Remote),
         2 => (any::<bool>(), any::<bool>()).prop_map(|(stored, merged)| Op::Arrive { stored, merged }),
         1 => Just(Op::Send),
@@ -482,12 +595,13 @@ fn run(ops: &[Op]) {
         let what = format!("after op {i} {op:?}");
         match *op {
             Op::Read => reread(&mut p, &mut model, &mut version, &mine, &what),
-            Op::Type(n) | Op::TypeFails(n) => {
+            Op::Type(n) | Op::TypeFails(n) | Op::TypeTorn(n) => {
                 let b = boundaries(&model);
                 let pos = b[n % b.len()];
                 let t = format!("[k{}]", mine.len());
-                let fails = matches!(op, Op::TypeFails(_));
-                p.fail_next = fails;
+                let fails = !matches!(op, Op::Type(_));
+                p.fail_next = matches!(op, Op::TypeFails(_));
+                p.fail_journal = matches!(op, Op::TypeTorn(_));
                 match p.type_at(&version, pos, &t) {
                     Ok(()) => {
                         assert!(!fails, "{what}: a failed write returned Ok");
@@ -497,6 +611,7 @@ fn run(ops: &[Op]) {
                     Err(Error::Store(_)) if fails => {}
                     Err(e) => {
                         p.fail_next = false;
+                        p.fail_journal = false;
                         // The version's typing went onto a changed text: the
                         // keystroke is refused, the app reads again.
                         assert!(e.to_string().contains("read the text again"), "{what}: {e}");

@@ -291,9 +291,9 @@ impl TextDoc {
     fn wrote_nothing_since(&self, heads: &[automerge::ChangeHash]) -> bool {
         let me = self.doc.get_actor();
         self.doc
-            .get_changes(heads)
+            .get_changes_meta(heads)
             .iter()
-            .all(|c| c.actor_id() != me)
+            .all(|c| *c.actor != *me)
     }
 
     /// One batch of splices as one change made at `at` (it depends on `at`

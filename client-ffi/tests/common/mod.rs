@@ -128,11 +128,13 @@ impl Server {
     /// Registers `actor` as a device of the token's member, as a phone does
     /// when it connects (`&actor=` on the sync URL).
     pub fn register_device(&self, token: &str, actor: &automerge::ActorId) {
-        let url = format!(
-            "ws://{}/sync?token={token}&actor={}",
-            self.addr,
-            actor.to_hex_string()
-        );
+        let query = klad_sync::connect::SyncQuery {
+            token: Some(token.to_owned()),
+            actor: Some(actor.to_hex_string()),
+            ..Default::default()
+        };
+        let path = klad_sync::connect::SYNC_PATH;
+        let url = format!("ws://{}{path}?{}", self.addr, query.to_query());
         self.runtime
             .block_on(tokio_tungstenite::connect_async(url))
             .expect("the device is registered");

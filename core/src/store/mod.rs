@@ -14,6 +14,8 @@ mod kv;
 mod mem;
 mod sled;
 
+pub mod journal;
+
 pub use self::doc::{DocStore, INCREMENTAL, SNAPSHOT, incremental_value};
 pub use self::kv::{Key, KvStore, StoreError};
 pub use self::mem::MemStore;

@@ -119,7 +119,12 @@ impl Server {
     }
 
     pub fn ws_url(&self, token: &str) -> String {
-        format!("ws://{}/sync?token={token}", self.addr)
+        let query = klad_sync::connect::SyncQuery {
+            token: Some(token.to_owned()),
+            ..Default::default()
+        };
+        let path = klad_sync::connect::SYNC_PATH;
+        format!("ws://{}{path}?{}", self.addr, query.to_query())
     }
 
     pub async fn http(

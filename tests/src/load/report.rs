@@ -383,16 +383,57 @@ fn goals(out: &mut String, runs: &[RunResult]) {
         let (Some(k), Some(j)) = (find(runs, Kind::Klad, n), find(runs, Kind::Js, n)) else {
             continue;
         };
-        let p99 = j.latency.p99_ms / k.latency.p99_ms.max(1e-9);
         let mem = j.server_rss_peak_kib as f64 / (k.server_rss_peak_kib.max(1)) as f64;
+        // A ratio of latencies needs deliveries on both sides (with none,
+        // the latency is 0 and the ratio would be nonsense).
+        let p99 = if k.delivered == 0 || j.delivered == 0 {
+            format!(
+                "not comparable (deliveries: klad {}, JS {})",
+                k.delivered, j.delivered
+            )
+        } else {
+            let r = j.latency.p99_ms / k.latency.p99_ms.max(0.001);
+            format!("{r:.2}x (goal >= 3x: {})", verdict(r >= 3.0))
+        };
         let _ = writeln!(
             out,
-            "- {n} clients: JS p99 / klad p99 = {p99:.2}x (goal >= 3x: {}); JS peak RSS / klad peak RSS = {mem:.2}x (goal >= 3x: {}); errors klad {} / JS {}{}.",
-            verdict(p99 >= 3.0),
+            "- {n} clients: JS p99 / klad p99 = {p99}; JS peak RSS / klad peak RSS = {mem:.2}x (goal >= 3x: {}); errors klad {} / JS {}{}.",
             verdict(mem >= 3.0),
             k.errors(),
             j.errors(),
             saturation_note(&[k, j]),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            command: "klad-load".into(),
+            date: "today".into(),
+            machine: "here".into(),
+            js_versions: "js".into(),
+            workload: "none".into(),
+        }
+    }
+
+    #[test]
+    fn a_run_without_deliveries_gives_no_latency_ratio() {
+        let mut k = RunResult::new(Kind::Klad, 10, 1);
+        let mut j = RunResult::new(Kind::Js, 10, 1);
+        j.delivered = 100;
+        j.latency = LatencySummary::of(vec![5_000; 100]);
+        let md = markdown(&header(), &[k.clone(), j.clone()], &[]);
+        assert!(
+            md.contains("not comparable (deliveries: klad 0, JS 100)"),
+            "{md}"
+        );
+        k.delivered = 100;
+        k.latency = LatencySummary::of(vec![1_000; 100]);
+        let md = markdown(&header(), &[k, j], &[]);
+        assert!(md.contains("JS p99 / klad p99 = 5.00x"), "{md}");
     }
 }

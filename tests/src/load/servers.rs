@@ -212,7 +212,14 @@ impl Server {
     /// The websocket URL a client with `token` (klad-server) connects to.
     pub fn ws_url(&self, token: Option<&str>) -> anyhow::Result<url::Url> {
         let s = match (self.kind, token) {
-            (Kind::Klad, Some(t)) => format!("ws://{}/sync?token={t}", self.addr),
+            (Kind::Klad, Some(t)) => {
+                let query = klad_sync::connect::SyncQuery {
+                    token: Some(t.to_owned()),
+                    ..Default::default()
+                };
+                let path = klad_sync::connect::SYNC_PATH;
+                format!("ws://{}{path}?{}", self.addr, query.to_query())
+            }
             (Kind::Klad, None) => bail!("a klad-server client needs a token"),
             (Kind::Js, _) => format!("ws://{}/", self.addr),
         };

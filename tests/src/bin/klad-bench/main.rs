@@ -223,6 +223,7 @@ fn main() -> anyhow::Result<()> {
         ["store-load"] => start::store_load(),
         ["wire"] => tokio_main(wire::run()),
         ["typing"] => typing::run(),
+        ["typing-raw"] => typing::raw(),
         other => anyhow::bail!(
             "unknown benchmark {other:?}; choose core-editing, wire, start, store-load or typing"
         ),

@@ -1,7 +1,7 @@
 //! Who is who: an in-memory index of every process (its members, phase and
 //! documents), rebuilt at start from the process records the server keeps next
-//! to the process documents, and updated whenever it writes one. The share
-//! policy reads it.
+//! to the process documents, and updated whenever it writes one. The hubs'
+//! gate reads it (access per document, the device registry per process).
 //!
 //! The server is the only writer of process documents, so the index cannot go
 //! stale behind its back.
@@ -9,12 +9,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use futures::{Stream, StreamExt, stream};
 use klad_core::rules::Role;
 use klad_core::{MemberId, ProcessId, ProcessInfo};
 use klad_sync::authorship::Registry;
-use samod::{DocumentId, PeerId, ShareConfig};
-use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
 struct DocEntry {
@@ -29,6 +26,9 @@ struct Index {
     registries: HashMap<ProcessId, Arc<Registry>>,
     docs: HashMap<String, DocEntry>,
     members: HashMap<MemberId, ProcessId>,
+    /// Actors first seen in a change on a member's connection, claimed for
+    /// that member until (and after) the process document records them.
+    claims: HashMap<(ProcessId, String), MemberId>,
 }
 
 pub use klad_core::rules::ReadOnlyReason;
@@ -36,10 +36,9 @@ pub use klad_sync::access::{
     Access, DEVICE_SEPARATOR, DocRole, decide, member_of_peer, peer_id_for, valid_device,
 };
 
-/// The index, shared by the share policy, the HTTP API and connections.
+/// The index, shared by the hubs' gate, the HTTP API and facilitation.
 pub struct Directory {
     index: RwLock<Index>,
-    generation: watch::Sender<u64>,
 }
 
 impl Default for Directory {
@@ -53,7 +52,6 @@ impl Directory {
     pub fn new() -> Self {
         Self {
             index: RwLock::new(Index::default()),
-            generation: watch::Sender::new(0),
         }
     }
 
@@ -61,8 +59,9 @@ impl Directory {
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records (or replaces) what a process document says. Every open
-    /// connection's access is re-decided.
+    /// Records (or replaces) what a process document says. (Open
+    /// connections hear of it through their hub's `AccessChanged`, sent by
+    /// facilitation after every process-document change.)
     pub fn upsert(&self, info: ProcessInfo) {
         {
             let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
@@ -85,7 +84,6 @@ impl Directory {
                 .insert(pid.clone(), Arc::new(Registry::new(info.clone())));
             idx.processes.insert(pid, info);
         }
-        self.generation.send_modify(|g| *g += 1);
     }
 
     /// The process `id`, as last recorded.
@@ -123,6 +121,31 @@ impl Directory {
         idx.registries.get(&entry.process).cloned()
     }
 
+    /// Claims `actor` (hex) of process `pid` for `member`, who wrote a change
+    /// with it before it was registered: from now on nobody else may use it,
+    /// in a change or when connecting, even before the process document
+    /// records it. `Err(owner)` when another member claimed it first.
+    pub fn claim(&self, pid: &ProcessId, actor: &str, member: &MemberId) -> Result<(), MemberId> {
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let owner = idx
+            .claims
+            .entry((pid.clone(), actor.to_owned()))
+            .or_insert_with(|| member.clone());
+        if owner == member {
+            Ok(())
+        } else {
+            Err(owner.clone())
+        }
+    }
+
+    /// The member who claimed `actor` (hex) of process `pid`, if anyone did.
+    pub fn claimant(&self, pid: &ProcessId, actor: &str) -> Option<MemberId> {
+        self.read()
+            .claims
+            .get(&(pid.clone(), actor.to_owned()))
+            .cloned()
+    }
+
     /// Number of documents the index knows.
     pub fn document_count(&self) -> usize {
         self.read().docs.len()
@@ -142,39 +165,5 @@ impl Directory {
             return Access::None;
         };
         decide(m.role, info.phase, &member, &entry.role)
-    }
-
-    /// A stream of decisions for (`doc`, `peer`): the current one at once,
-    /// then a new one whenever the index changes (samod ignores repeats).
-    pub fn watch(
-        self: &Arc<Self>,
-        doc: String,
-        peer: String,
-    ) -> impl Stream<Item = ShareConfig> + Send + 'static {
-        let rx = self.generation.subscribe();
-        let first = self.access(&doc, &peer).share_config(false);
-        let this = self.clone();
-        stream::once(async move { first }).chain(stream::unfold(
-            (rx, this, doc, peer),
-            |(mut rx, this, doc, peer)| async move {
-                rx.changed().await.ok()?;
-                let c = this.access(&doc, &peer).share_config(false);
-                Some((c, (rx, this, doc, peer)))
-            },
-        ))
-    }
-}
-
-/// samod's share policy over the [`Directory`].
-#[derive(Clone)]
-pub struct Policy(pub Arc<Directory>);
-
-impl samod::SharePolicy for Policy {
-    fn share(
-        &self,
-        doc_id: DocumentId,
-        peer_id: PeerId,
-    ) -> impl Stream<Item = ShareConfig> + Send + 'static {
-        self.0.watch(doc_id.to_string(), peer_id.to_string())
     }
 }

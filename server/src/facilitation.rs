@@ -1,26 +1,40 @@
 //! What facilitators (and the operator on the command line) do: open a
 //! process, invite members, move the phase on, read a summary. The process
 //! document is only ever written here, through klad-core's `ProcessDoc`.
+//!
+//! Every write goes through the process's hub ([`crate::hubs`]): the change
+//! is applied to the hub's copy, stored through the same durability barrier
+//! as a member's, and synced to the connections that read the document; the
+//! call returns once it is on disk. After each change of a process document
+//! the hub is told that access may have changed, so open connections follow
+//! a phase change or a new member at once.
+//!
+//! Reads of a process document come from the store: the server is its only
+//! writer (members have read-only access, so the hub applies nothing of
+//! theirs), every write is serialised here and returns once stored, so the
+//! store always holds the latest version.
 
 use std::collections::HashSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use automerge::Automerge;
 use klad_core::document::KladDocument;
 use klad_core::rules::{Phase, Role};
-use klad_core::store::{Key, KvStore};
+use klad_core::store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{
     ContributionsDoc, DocId, MemberId, NewMember, ProcessDoc, ProcessId, ProcessInfo, TextDoc,
 };
-use samod::{DocHandle, DocumentId, Repo};
 use serde::Serialize;
 
 use crate::auth::Keys;
 use crate::directory::{Directory, peer_id_for};
-use crate::repos::{Lease, Repos};
-use crate::storage::SERVER_PREFIX;
+use crate::hubs::{Cmd, Hubs, Lease, Stopped};
+
+/// First key component of everything the server stores besides documents.
+/// It can never be an automerge-repo document id (those are base58, which
+/// has no `l`).
+pub const SERVER_PREFIX: &str = "klad-server";
 
 /// An error of a facilitation request, with the HTTP status it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +64,10 @@ impl From<klad_core::Error> for FacilitationError {
     }
 }
 
-fn stopped() -> FacilitationError {
-    FacilitationError::Internal("The server is shutting down; try again when it is back.".into())
+impl From<Stopped> for FacilitationError {
+    fn from(e: Stopped) -> Self {
+        FacilitationError::Internal(e.to_string())
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> FacilitationError {
@@ -105,12 +121,16 @@ fn process_list_key(pid: &ProcessId) -> Result<Key, FacilitationError> {
     Key::new([SERVER_PREFIX, "process", pid.as_str()]).map_err(internal)
 }
 
-/// Facilitation over the process repos, a key/value store and a directory.
-/// Every operation leases its process's repo (so it is loaded, or loaded
-/// again) for as long as it runs.
-pub struct Facilitation<S: KvStore> {
-    repos: Arc<Repos>,
-    kv: S,
+/// A new automerge-repo document id (16 random bytes).
+fn new_document_id() -> String {
+    klad_sync::wire::document_id(*uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Facilitation over the process hubs, the document store and a directory.
+pub struct Facilitation {
+    hubs: Arc<Hubs>,
+    docs: Arc<DocStore<SledStore>>,
+    kv: SledStore,
     directory: Arc<Directory>,
     keys: Arc<Keys>,
     /// Serialises writes to process documents.
@@ -120,11 +140,18 @@ pub struct Facilitation<S: KvStore> {
     verified: std::sync::Mutex<HashSet<ProcessId>>,
 }
 
-impl<S: KvStore> Facilitation<S> {
-    /// Wires facilitation to the process repos and stores.
-    pub fn new(repos: Arc<Repos>, kv: S, directory: Arc<Directory>, keys: Arc<Keys>) -> Self {
+impl Facilitation {
+    /// Wires facilitation to the process hubs and stores.
+    pub fn new(
+        hubs: Arc<Hubs>,
+        docs: Arc<DocStore<SledStore>>,
+        kv: SledStore,
+        directory: Arc<Directory>,
+        keys: Arc<Keys>,
+    ) -> Self {
         Self {
-            repos,
+            hubs,
+            docs,
             kv,
             directory,
             keys,
@@ -133,9 +160,9 @@ impl<S: KvStore> Facilitation<S> {
         }
     }
 
-    /// The process repos.
-    pub fn repos(&self) -> &Arc<Repos> {
-        &self.repos
+    /// The process hubs.
+    pub fn hubs(&self) -> &Arc<Hubs> {
+        &self.hubs
     }
 
     /// The signing keys.
@@ -150,9 +177,9 @@ impl<S: KvStore> Facilitation<S> {
 
     /// Fills the directory from the process records in the store, at start.
     /// No process is loaded: each record holds what its process document
-    /// said when the server last wrote it, and a process's repo starts when
+    /// said when the server last wrote it, and a process's hub starts when
     /// it is first used. (A record of the first format, holding only the
-    /// title, is replaced by loading its process once.)
+    /// title, is replaced by reading its process document once.)
     pub async fn load_all(&self) -> anyhow::Result<usize> {
         let kv = self.kv.clone();
         let prefix = Key::new([SERVER_PREFIX, "process"])?;
@@ -172,12 +199,9 @@ impl<S: KvStore> Facilitation<S> {
                 }
                 _ => {}
             }
-            // The lease ends with this iteration: the process stays loaded
-            // until it has been idle for the idle period.
-            let lease = self.repos.lease(&pid).await.map_err(|_| stopped())?;
-            match find(lease.repo(), &pid).await {
-                Ok(handle) => {
-                    let info = handle.with_document(|d| read_info(d))?;
+            match self.read_process(&pid).await {
+                Ok(d) => {
+                    let info = read_info(&d)?;
                     self.publish(info).await?;
                     self.verified_now(&pid);
                     n += 1;
@@ -218,30 +242,40 @@ impl<S: KvStore> Facilitation<S> {
             .insert(pid.clone());
     }
 
+    /// The stored process document of `pid`.
+    async fn read_process(&self, pid: &ProcessId) -> Result<Automerge, FacilitationError> {
+        let docs = self.docs.clone();
+        let id = pid.to_string();
+        tokio::task::spawn_blocking(move || docs.load(&id))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+            .ok_or_else(|| {
+                FacilitationError::NotFound(format!(
+                    "There is no process {pid} on this server. Check the process id."
+                ))
+            })
+    }
+
     /// Makes sure the directory agrees with the process document, once per
     /// process after a start. A record is written right after its document
     /// changes; a server killed in between starts with a record one change
-    /// behind, and the document (what every member syncs) wins. Called with
-    /// the process leased, before a connection or request uses it.
-    pub async fn verify(&self, pid: &ProcessId, lease: &Lease) -> Result<(), FacilitationError> {
+    /// behind, and the document (what every member syncs) wins. Called
+    /// before a connection or request uses the process.
+    pub async fn verify(&self, pid: &ProcessId) -> Result<(), FacilitationError> {
         if self.is_verified(pid) {
             return Ok(());
         }
         let _serialised = self.serial.lock().await;
-        self.verify_serialised(pid, lease).await
+        self.verify_serialised(pid).await
     }
 
     /// [`Self::verify`], for callers that hold `serial`.
-    async fn verify_serialised(
-        &self,
-        pid: &ProcessId,
-        lease: &Lease,
-    ) -> Result<(), FacilitationError> {
+    async fn verify_serialised(&self, pid: &ProcessId) -> Result<(), FacilitationError> {
         if self.is_verified(pid) {
             return Ok(());
         }
-        let handle = find(lease.repo(), pid).await?;
-        let info = handle.with_document(|d| read_info(d))?;
+        let info = read_info(&self.read_process(pid).await?)?;
         if self.directory.process(pid).as_ref() != Some(&info) {
             tracing::warn!(process = %pid, "the process record lagged its document; the document wins");
             self.publish(info).await?;
@@ -250,18 +284,54 @@ impl<S: KvStore> Facilitation<S> {
         Ok(())
     }
 
-    /// Leases the repo of a known process and finds its process document in it.
-    async fn handle(&self, pid: &ProcessId) -> Result<(Lease, DocHandle), FacilitationError> {
+    /// Leases the hub of a known process and reads its process document.
+    /// Callers hold `serial`.
+    async fn open(&self, pid: &ProcessId) -> Result<(Lease, Automerge), FacilitationError> {
         if self.directory.process(pid).is_none() {
             return Err(FacilitationError::NotFound(format!(
                 "There is no process {pid} on this server. Check the process id."
             )));
         }
-        let lease = self.repos.lease(pid).await.map_err(|_| stopped())?;
-        // Callers hold `serial`.
-        self.verify_serialised(pid, &lease).await?;
-        let h = find(lease.repo(), pid).await?;
-        Ok((lease, h))
+        let lease = self.hubs.lease(pid)?;
+        self.verify_serialised(pid).await?;
+        let doc = self.read_process(pid).await?;
+        Ok((lease, doc))
+    }
+
+    /// Writes the changes `after` has over `before` to `doc` through the hub,
+    /// and waits until they are stored.
+    async fn write(
+        &self,
+        lease: &Lease,
+        doc: &str,
+        before: &Automerge,
+        after: &Automerge,
+    ) -> Result<(), FacilitationError> {
+        let changes = after.get_changes(&before.get_heads());
+        if lease.write(doc, changes).await? {
+            Ok(())
+        } else {
+            Err(FacilitationError::Internal(
+                "The server could not save the change; nothing was changed. Check the server log and try again.".into(),
+            ))
+        }
+    }
+
+    /// Writes a change of the process document, records what it says now,
+    /// and has the hub decide access again.
+    async fn write_process(
+        &self,
+        lease: &Lease,
+        before: &Automerge,
+        after: &ProcessDoc,
+    ) -> Result<ProcessInfo, FacilitationError> {
+        let pid = lease.process().clone();
+        self.write(lease, pid.as_str(), before, after.automerge())
+            .await?;
+        let info = after.info()?;
+        self.publish(info.clone()).await?;
+        lease.send(Cmd::AccessChanged).await?;
+        Ok(info)
     }
 
     /// Opens a new process in the drafting phase, with no members.
@@ -273,40 +343,16 @@ impl<S: KvStore> Facilitation<S> {
         }
         let _serialised = self.serial.lock().await;
         let now = now_ms();
-        // A new process gets a repo of its own; its id is that of the
-        // process document created in it.
-        let repo = self.repos.fresh().await.map_err(|_| stopped())?;
-        let process = match repo.create(Automerge::new()).await {
-            Ok(p) => p,
-            Err(_) => {
-                repo.stop().await;
-                return Err(stopped());
-            }
-        };
-        let pid = ProcessId(process.document_id().to_string());
-        let lease = match self.repos.adopt(&pid, repo.clone()) {
-            Ok(l) => l,
-            Err(_) => {
-                repo.stop().await;
-                return Err(stopped());
-            }
-        };
+        let pid = ProcessId(new_document_id());
+        let lease = self.hubs.lease(&pid)?;
         let text = TextDoc::create(now, &pid)?;
-        let text_handle = lease
-            .repo()
-            .create(text.automerge().clone())
-            .await
-            .map_err(|_| stopped())?;
-        let text_id = DocId(text_handle.document_id().to_string());
+        let text_id = DocId(new_document_id());
+        let empty = Automerge::new();
+        self.write(&lease, text_id.as_str(), &empty, text.automerge())
+            .await?;
         let created = ProcessDoc::create(now, &pid, title, &text_id)?;
-        let info = process.with_document(|d| {
-            let mut theirs = created.automerge().clone();
-            d.merge(&mut theirs).map_err(klad_core::Error::from)?;
-            read_info(d)
-        })?;
-        self.publish(info.clone()).await?;
+        let info = self.write_process(&lease, &empty, &created).await?;
         self.verified_now(&pid);
-        drop(lease);
         tracing::info!(process = %pid, title = %info.title, "process created");
         Ok(CreatedProcess {
             process_doc: pid.to_string(),
@@ -327,7 +373,7 @@ impl<S: KvStore> Facilitation<S> {
         ttl: Duration,
     ) -> Result<Invitation, FacilitationError> {
         let _serialised = self.serial.lock().await;
-        let (lease, handle) = self.handle(pid).await?;
+        let (lease, doc) = self.open(pid).await?;
         // Check before creating a document that would be left over.
         let info = self
             .directory
@@ -346,20 +392,23 @@ impl<S: KvStore> Facilitation<S> {
         let now = now_ms();
         let member = MemberId::random();
         let contributions = ContributionsDoc::create(now, pid, &member)?;
-        let c_handle = lease
-            .repo()
-            .create(contributions.automerge().clone())
-            .await
-            .map_err(|_| stopped())?;
-        let c_id = DocId(c_handle.document_id().to_string());
+        let c_id = DocId(new_document_id());
+        self.write(
+            &lease,
+            c_id.as_str(),
+            &Automerge::new(),
+            contributions.automerge(),
+        )
+        .await?;
         let new = NewMember {
             id: member.clone(),
             name: name.to_owned(),
             role,
             contributions_doc: c_id.clone(),
         };
-        let info = handle.with_document(|d| edit_process(d, |pd| pd.add_member(now, by, &new)))?;
-        self.publish(info).await?;
+        let mut pd = ProcessDoc::from_automerge(doc.clone())?;
+        pd.add_member(now, by, &new)?;
+        self.write_process(&lease, &doc, &pd).await?;
         let (token, expires) = self
             .keys
             .issue_for(&member, pid, role, ttl)
@@ -388,10 +437,10 @@ impl<S: KvStore> Facilitation<S> {
         to: Phase,
     ) -> Result<ProcessInfo, FacilitationError> {
         let _serialised = self.serial.lock().await;
-        let (_lease, handle) = self.handle(pid).await?;
-        let info =
-            handle.with_document(|d| edit_process(d, |pd| pd.set_phase(now_ms(), by, to)))?;
-        self.publish(info.clone()).await?;
+        let (lease, doc) = self.open(pid).await?;
+        let mut pd = ProcessDoc::from_automerge(doc.clone())?;
+        pd.set_phase(now_ms(), by, to)?;
+        let info = self.write_process(&lease, &doc, &pd).await?;
         tracing::info!(process = %pid, phase = %to, by = ?by, "phase changed");
         Ok(info)
     }
@@ -409,6 +458,14 @@ impl<S: KvStore> Facilitation<S> {
         key: Option<&[u8; 32]>,
     ) -> Result<(), FacilitationError> {
         let hex = actor.to_hex_string();
+        if let Some(owner) = self.directory.claimant(pid, &hex)
+            && &owner != member
+        {
+            return Err(FacilitationError::BadRequest(
+                "This device id is already another member's; write with a device id of your own."
+                    .into(),
+            ));
+        }
         let registered = |info: &ProcessInfo| -> Result<bool, FacilitationError> {
             let m = info.member(member)?;
             Ok(m.devices.contains(&hex)
@@ -421,11 +478,10 @@ impl<S: KvStore> Facilitation<S> {
         if registered(&self.summary(pid)?)? {
             return Ok(());
         }
-        let (_lease, handle) = self.handle(pid).await?;
-        let info = handle.with_document(|d| {
-            edit_process(d, |pd| pd.register_device(now_ms(), member, actor, key))
-        })?;
-        self.publish(info).await?;
+        let (lease, doc) = self.open(pid).await?;
+        let mut pd = ProcessDoc::from_automerge(doc.clone())?;
+        pd.register_device(now_ms(), member, actor, key)?;
+        self.write_process(&lease, &doc, &pd).await?;
         tracing::info!(process = %pid, member = %member, actor = %hex, signing_key = key.is_some(), "device registered");
         Ok(())
     }
@@ -440,19 +496,6 @@ impl<S: KvStore> Facilitation<S> {
     }
 }
 
-async fn find(repo: &Repo, pid: &ProcessId) -> Result<DocHandle, FacilitationError> {
-    let not_found = || {
-        FacilitationError::NotFound(format!(
-            "There is no process {pid} on this server. Check the process id."
-        ))
-    };
-    let id = DocumentId::from_str(pid.as_str()).map_err(|_| not_found())?;
-    repo.find(id)
-        .await
-        .map_err(|_| stopped())?
-        .ok_or_else(not_found)
-}
-
 /// Lower-case hex, as the process document records keys.
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -460,18 +503,4 @@ fn hex_of(bytes: &[u8]) -> String {
 
 fn read_info(d: &Automerge) -> klad_core::Result<ProcessInfo> {
     ProcessDoc::from_automerge(d.clone())?.info()
-}
-
-/// Runs a klad-core operation on a copy of the process document and applies
-/// the change it made to samod's document, so samod stores and syncs it.
-fn edit_process(
-    d: &mut Automerge,
-    op: impl FnOnce(&mut ProcessDoc) -> klad_core::Result<()>,
-) -> klad_core::Result<ProcessInfo> {
-    let mut pd = ProcessDoc::from_automerge(d.clone())?;
-    op(&mut pd)?;
-    // `a.get_changes_added(b)` is the changes in `b` that `a` lacks.
-    let new = d.get_changes_added(pd.automerge());
-    d.apply_changes(new)?;
-    read_info(d)
 }

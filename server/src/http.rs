@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use klad_core::rules::{Phase, Role};
-use klad_core::store::SledStore;
 use klad_core::{MemberId, ProcessId};
 use klad_sync::connect::{PUBLIC_KEY_HEADER, SYNC_PATH, SyncQuery, parse_actor};
 use serde::Deserialize;
@@ -24,7 +23,13 @@ use crate::auth::{TokenClaims, TokenError, secrets_equal};
 use crate::connection::{self, ConnectionShared};
 use crate::directory::{peer_id_for, valid_device};
 use crate::facilitation::{Facilitation, FacilitationError};
-use crate::repos::Repos;
+
+/// The websocket read buffer of a connection (bytes).
+const READ_BUFFER: usize = 4 * 1024;
+
+/// The most a connection's websocket write buffer may hold when the socket
+/// does not take its bytes (bytes): room for a large whole-document message.
+const MAX_WRITE_BUFFER: usize = 64 * 1024 * 1024;
 
 /// Default lifetime of an invitation token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -33,10 +38,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct AppState {
     /// What connections share (directory, metrics, ...).
     pub shared: Arc<ConnectionShared>,
-    /// One samod repo per process; a connection uses its process's.
-    pub repos: Arc<Repos>,
-    /// Facilitation on the server's repo.
-    pub facilitation: Arc<Facilitation<SledStore>>,
+    /// Facilitation (process documents, tokens).
+    pub facilitation: Arc<Facilitation>,
     /// The operator's secret for the admin API.
     pub admin_secret: String,
     /// Most websocket connections open at once.
@@ -190,9 +193,15 @@ async fn sync(
             return ApiError::from(e).into_response();
         }
     }
-    // The connection holds its process's repo (loading it again if it was
-    // unloaded, or waiting for an unload in progress) until it closes.
-    let Ok(lease) = state.repos.lease(&claims.process).await else {
+    // After a start, the first use of a process checks its record against
+    // its document (which wins), before any access is decided for it.
+    if let Err(e) = state.facilitation.verify(&claims.process).await {
+        tracing::error!(process = %claims.process, error = %e, "could not read a process document");
+        return ApiError::from(e).into_response();
+    }
+    // The connection holds its process's hub (starting it if it is not
+    // running) until it closes.
+    let Ok(lease) = state.shared.hubs.lease(&claims.process) else {
         metrics.connection_rejected("shutting_down");
         return ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -200,12 +209,6 @@ async fn sync(
         )
         .into_response();
     };
-    // After a start, the first use of a process checks its record against
-    // its document (which wins), before the policy decides anything for it.
-    if let Err(e) = state.facilitation.verify(&claims.process, &lease).await {
-        tracing::error!(process = %claims.process, error = %e, "could not read a process document");
-        return ApiError::from(e).into_response();
-    }
     let peer_id = peer_id_for(&claims.member, q.device.as_deref());
     let shared = state.shared.clone();
     // Our own check closes oversized frames with a reason; axum's limit is
@@ -214,7 +217,14 @@ async fn sync(
         .max_message_bytes
         .saturating_mul(2)
         .saturating_add(64 * 1024);
+    // Small buffers, so an idle connection costs a few KiB: tungstenite
+    // reads in 4 KiB steps (a larger frame grows the buffer while it is
+    // read) and writes every frame straight through (the hub already sends
+    // one coalesced message per document and window).
     let mut response = ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| connection::run(shared, lease, socket, claims.member, peer_id));
@@ -237,7 +247,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "ready": true,
         "processes": state.facilitation.directory().process_ids().len(),
         "open_connections": state.shared.metrics.open_connections(),
-        "processes_loaded": state.repos.loaded(),
+        "processes_loaded": state.shared.hubs.loaded(),
         "storage_errors": state.shared.metrics.storage_errors(),
     }))
     .into_response()

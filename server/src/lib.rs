@@ -1,19 +1,21 @@
 //! `klad-server`: the sync server.
 //!
-//! An axum + tokio server that speaks the automerge-repo sync protocol (via
-//! `samod`) on `/sync`, stores every document in klad-core's sled store,
-//! authenticates members with Ed25519-signed tokens, and enforces Klad's
-//! rules at the document boundary with samod's share policy.
+//! An axum + tokio adapter around klad-sync's sans-IO sync hub: it speaks the
+//! automerge-repo sync protocol on `/sync`, stores every document in
+//! klad-core's sled store, authenticates members with Ed25519-signed tokens,
+//! and enforces Klad's rules per document (access) and per change
+//! (authorship) through the hub's gate.
 //!
 //! Code map:
 //! - [`server`]: opening the data directory, serving, shutting down.
-//! - [`repos`]: one samod repo per process, started on demand, stopped when idle.
-//! - [`storage`]: samod's `Storage` on klad-core's `KvStore`.
-//! - [`durability`]: the barrier that holds back acknowledgements until changes are on disk.
+//! - [`hubs`]: one hub task per process, started on demand, stopped when
+//!   idle; carries out the hub's effects (send, close, load, store).
+//! - [`gate`]: the hub's access decisions and the per-change authorship check.
 //! - [`auth`]: signing key, tokens, admin secret.
-//! - [`directory`]: who is in which process with which role; the share policy.
-//! - [`facilitation`]: creating processes, inviting members, changing phase.
-//! - [`connection`]: one websocket between axum and samod, with limits.
+//! - [`directory`]: who is in which process with which role.
+//! - [`facilitation`]: creating processes, inviting members, changing phase
+//!   (written through the process's hub).
+//! - [`connection`]: one websocket between axum and its hub, with limits.
 //! - [`http`]: the routes.
 //! - [`client`]: a small HTTP client the command line uses to reach a running server.
 //! - [`metrics`]: Prometheus counters.
@@ -25,10 +27,9 @@ pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod directory;
-pub mod durability;
 pub mod facilitation;
+pub mod gate;
 pub mod http;
+pub mod hubs;
 pub mod metrics;
-pub mod repos;
 pub mod server;
-pub mod storage;

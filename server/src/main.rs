@@ -86,8 +86,9 @@ struct ServeArgs {
     )]
     idle_unload_secs: u64,
 
-    /// Test-only fault injection: while unloading a process, wait this many
-    /// milliseconds before stopping it (connections arriving meanwhile wait).
+    /// Test-only fault injection: when a process's hub finds itself idle,
+    /// wait this many milliseconds before stopping it (connections arriving
+    /// meanwhile keep it running).
     #[arg(long, env = "KLAD_FAULT_UNLOAD_DELAY_MS", hide = true, global = true)]
     fault_unload_delay_ms: Option<u64>,
 }

@@ -7,8 +7,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use samod::{RepoEvent, RepoObserver};
-
 /// Upper bounds (seconds) of the storage flush latency histogram buckets.
 const FLUSH_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
@@ -20,7 +18,11 @@ pub struct Metrics {
     connections_total: AtomicU64,
     connections_open: AtomicI64,
     documents_loaded: AtomicI64,
+    sync_states: AtomicI64,
+    stores_in_flight: AtomicI64,
+    waiting_messages: AtomicI64,
     processes_loaded: AtomicI64,
+    slow_clients: AtomicU64,
     process_unloads: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
@@ -117,9 +119,42 @@ impl Metrics {
         bump_by(&self.unapplied_changes, reason, n as u64);
     }
 
-    /// Number of process repos running now.
+    /// Number of process hubs running now.
     pub fn set_processes_loaded(&self, n: i64) {
         self.processes_loaded.store(n, Ordering::Relaxed);
+    }
+
+    /// Processes whose hub is running now.
+    pub fn processes_loaded(&self) -> i64 {
+        self.processes_loaded.load(Ordering::Relaxed)
+    }
+
+    /// One hub's sizes changed from `before` to `after` (documents in
+    /// memory, sync states, stores in flight, messages waiting): the gauges
+    /// sum every process's hub.
+    pub fn hub_changed(&self, before: &klad_sync::hub::Stats, after: &klad_sync::hub::Stats) {
+        let delta = |g: &AtomicI64, b: usize, a: usize| {
+            if a != b {
+                g.fetch_add(a as i64 - b as i64, Ordering::Relaxed);
+            }
+        };
+        delta(&self.documents_loaded, before.documents, after.documents);
+        delta(&self.sync_states, before.sync_states, after.sync_states);
+        delta(
+            &self.stores_in_flight,
+            before.stores_in_flight,
+            after.stores_in_flight,
+        );
+        delta(
+            &self.waiting_messages,
+            before.waiting_messages,
+            after.waiting_messages,
+        );
+    }
+
+    /// A client read too slowly: its outbound queue was full and it was closed.
+    pub fn slow_client(&self) {
+        self.slow_clients.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An idle process was unloaded from memory.
@@ -137,7 +172,7 @@ impl Metrics {
         self.storage_errors.load(Ordering::Relaxed)
     }
 
-    /// A put (with its flush) took `d`.
+    /// A store (with its flush) took `d`.
     pub fn observe_flush(&self, d: Duration) {
         let secs = d.as_secs_f64();
         for (i, bound) in FLUSH_BUCKETS.iter().enumerate() {
@@ -187,8 +222,13 @@ impl Metrics {
         );
         counter(
             "klad_process_unloads_total",
-            "Idle processes unloaded from memory (their sync engine stopped).",
+            "Idle processes unloaded from memory (their hub stopped).",
             g(&self.process_unloads),
+        );
+        counter(
+            "klad_slow_clients_total",
+            "Connections closed because their outbound queue was full (the client read too slowly).",
+            g(&self.slow_clients),
         );
         counter(
             "klad_storage_errors_total",
@@ -200,16 +240,39 @@ impl Metrics {
             "# HELP klad_connections_open Websocket connections open now.\n# TYPE klad_connections_open gauge\nklad_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP klad_documents_loaded Documents held in memory by the sync engine.\n# TYPE klad_documents_loaded gauge\nklad_documents_loaded {}",
-            self.documents_loaded.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP klad_processes_loaded Processes whose sync engine (samod repo) is running.\n# TYPE klad_processes_loaded gauge\nklad_processes_loaded {}",
-            self.processes_loaded.load(Ordering::Relaxed)
-        );
+        for (name, help, v) in [
+            (
+                "klad_documents_loaded",
+                "Documents held in memory by the hubs (loaded or loading).",
+                &self.documents_loaded,
+            ),
+            (
+                "klad_sync_states",
+                "Sync states in the hubs: (connection, document) subscriptions.",
+                &self.sync_states,
+            ),
+            (
+                "klad_stores_in_flight",
+                "Document stores written but not yet on disk.",
+                &self.stores_in_flight,
+            ),
+            (
+                "klad_waiting_messages",
+                "Inbound messages and server writes waiting for a load or a store.",
+                &self.waiting_messages,
+            ),
+            (
+                "klad_processes_loaded",
+                "Processes whose hub is running.",
+                &self.processes_loaded,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, map) in [
             (
                 "klad_refused_writes_total",
@@ -246,7 +309,7 @@ impl Metrics {
         let name = "klad_storage_flush_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} Time to write and flush one storage put.\n# TYPE {name} histogram"
+            "# HELP {name} Time to write and flush one document store.\n# TYPE {name} histogram"
         );
         for (i, bound) in FLUSH_BUCKETS.iter().enumerate() {
             let _ = writeln!(
@@ -264,22 +327,5 @@ impl Metrics {
         );
         let _ = writeln!(out, "{name}_count {count}");
         out
-    }
-}
-
-/// Feeds samod's document lifecycle into [`Metrics`].
-pub struct MetricsObserver(pub std::sync::Arc<Metrics>);
-
-impl RepoObserver for MetricsObserver {
-    fn observe(&self, event: &RepoEvent) {
-        match event {
-            RepoEvent::DocumentOpened { .. } => {
-                self.0.documents_loaded.fetch_add(1, Ordering::Relaxed);
-            }
-            RepoEvent::DocumentClosed { .. } => {
-                self.0.documents_loaded.fetch_sub(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
     }
 }

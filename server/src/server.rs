@@ -1,5 +1,5 @@
-//! Putting the parts together: open the data directory, start samod on it
-//! (one repo per process, see [`crate::repos`]), serve HTTP, shut down cleanly.
+//! Putting the parts together: open the data directory, run a sync hub per
+//! process on it (see [`crate::hubs`]), serve HTTP, shut down cleanly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use klad_core::store::SledStore;
+use klad_core::store::{DocStore, KvStore, SledStore};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Keys, load_or_create_admin_secret};
 use crate::connection::ConnectionShared;
 use crate::directory::Directory;
-use crate::durability::Durability;
 use crate::facilitation::Facilitation;
+use crate::gate::NewDevice;
 use crate::http::{AppState, router};
+use crate::hubs::{HubParts, Hubs};
 use crate::metrics::Metrics;
-use crate::repos::{RepoParts, Repos};
 
 /// The file a running server writes into its data directory so that the
 /// command line can reach it (removed on a clean shutdown).
@@ -47,11 +47,12 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Fault injection for tests: delay every storage put (never in production).
     pub fault_put_delay: Option<Duration>,
-    /// A process unused (no connection, no facilitation) for this long is
-    /// unloaded from memory.
+    /// A document without connections for this long leaves memory; a
+    /// process with no document left is unloaded.
     pub idle_unload: Duration,
-    /// Fault injection for tests: hold a process's gate this long while
-    /// unloading it (widens the window in which a connection must wait).
+    /// Fault injection for tests: wait this long between finding a process's
+    /// hub idle and stopping it (widens the window in which a connection
+    /// arrives while the hub is stopping).
     pub fault_unload_delay: Option<Duration>,
 }
 
@@ -60,9 +61,9 @@ pub struct ServeConfig {
 pub struct EngineConfig {
     /// Fault injection for tests: delay every storage put.
     pub put_delay: Option<Duration>,
-    /// Idle period after which a process is unloaded.
+    /// Idle period after which a document without connections leaves memory.
     pub idle_unload: Duration,
-    /// Fault injection for tests: delay inside every unload.
+    /// Fault injection for tests: delay before an idle hub stops.
     pub unload_delay: Option<Duration>,
 }
 
@@ -79,18 +80,22 @@ impl Default for EngineConfig {
     }
 }
 
-/// samod and everything around it, opened on one data directory.
+/// A store compacts a document once it has this many stored values
+/// (snapshot plus appended change chunks).
+const COMPACT_AFTER_CHUNKS: usize = 64;
+
+/// The hubs and everything around them, opened on one data directory.
 pub struct Engine {
-    /// One samod repo per process, loaded on demand.
-    pub repos: Arc<Repos>,
+    /// One sync hub per process, started on demand.
+    pub hubs: Arc<Hubs>,
     /// Facilitation (process documents).
-    pub facilitation: Arc<Facilitation<SledStore>>,
+    pub facilitation: Arc<Facilitation>,
     /// The membership index.
     pub directory: Arc<Directory>,
-    /// The durability tracker.
-    pub durability: Arc<Durability>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Registers the devices the gate finds in changes.
+    registrar: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the data directory (creating it) and fills the directory from the
@@ -109,42 +114,85 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         )
     })?;
     let store = SledStore::open(data.join(STORE_DIR))?;
+    let docs = Arc::new(DocStore::with_auto_compaction(
+        store.clone(),
+        COMPACT_AFTER_CHUNKS,
+    )?);
+    let storage_id = load_or_create_storage_id(&store)?;
     let keys = Arc::new(Keys::load_or_create(data)?);
     let metrics = Arc::new(Metrics::default());
-    let durability = Arc::new(Durability::new());
     let directory = Arc::new(Directory::new());
-    let repos = Repos::new(
-        RepoParts {
-            store: store.clone(),
-            durability: durability.clone(),
-            metrics: metrics.clone(),
-            directory: directory.clone(),
-            put_delay: cfg.put_delay,
-        },
-        cfg.idle_unload,
-        cfg.unload_delay,
-    );
+    let (devices, found) = tokio::sync::mpsc::unbounded_channel();
+    let hubs = Hubs::new(HubParts {
+        docs: docs.clone(),
+        metrics: metrics.clone(),
+        directory: directory.clone(),
+        devices,
+        storage_id,
+        idle: cfg.idle_unload,
+        put_delay: cfg.put_delay,
+        unload_delay: cfg.unload_delay,
+    });
     let facilitation = Arc::new(Facilitation::new(
-        repos.clone(),
+        hubs.clone(),
+        docs,
         store,
         directory.clone(),
         keys,
     ));
     let n = facilitation.load_all().await?;
+    let registrar = tokio::spawn(register_devices(facilitation.clone(), found));
     tracing::info!(processes = n, data = %data.display(), "data directory opened");
     Ok(Engine {
-        repos,
+        hubs,
         facilitation,
         directory,
-        durability,
         metrics,
+        registrar,
     })
 }
 
+/// The key of the server's automerge-repo storage id (samod's name for it,
+/// so a store written by the samod-based server keeps its id).
+const STORAGE_ID_KEY: &str = "storage-adapter-id";
+
+/// The storage id the hubs announce in their `peer` message. Peers key the
+/// sync state they keep, and the server's heads they report as "saved on the
+/// server", by it; it stays the same as long as the store does.
+fn load_or_create_storage_id(store: &SledStore) -> anyhow::Result<String> {
+    let key = klad_core::store::Key::new([STORAGE_ID_KEY])?;
+    if let Some(bytes) = store.get(&key)?
+        && let Ok(id) = String::from_utf8(bytes)
+    {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    store.put(&key, id.as_bytes())?;
+    Ok(id)
+}
+
+/// Registers each device the gate found in a change (an actor nobody had
+/// registered, now the sender's) in its process document.
+async fn register_devices(
+    facilitation: Arc<Facilitation>,
+    mut found: tokio::sync::mpsc::UnboundedReceiver<NewDevice>,
+) {
+    while let Some(d) = found.recv().await {
+        if let Err(e) = facilitation
+            .register_device(&d.process, &d.member, &d.actor, None)
+            .await
+        {
+            tracing::error!(process = %d.process, member = %d.member, actor = %d.actor, error = %e, "could not register a device found in a change");
+        }
+    }
+}
+
 impl Engine {
-    /// Stops every process's samod repo, which writes out everything it holds.
+    /// Stops every process's hub: connections are closed with 1001 and every
+    /// store in flight finishes.
     pub async fn stop(self) {
-        self.repos.stop_all().await;
+        self.hubs.stop_all().await;
+        self.registrar.abort();
     }
 }
 
@@ -191,10 +239,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         )
     })?;
     let addr: SocketAddr = listener.local_addr()?;
-    let unloader = tokio::spawn(engine.repos.clone().run_unloader());
     let shared = Arc::new(ConnectionShared {
         directory: engine.directory.clone(),
-        durability: engine.durability.clone(),
+        hubs: engine.hubs.clone(),
         metrics: engine.metrics.clone(),
         max_message_bytes: cfg.max_message_bytes,
         shutting_down: AtomicBool::new(false),
@@ -202,7 +249,6 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     });
     let state = Arc::new(AppState {
         shared: shared.clone(),
-        repos: engine.repos.clone(),
         facilitation: engine.facilitation.clone(),
         admin_secret,
         max_connections: cfg.max_connections,
@@ -231,8 +277,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await?;
     engine.stop().await;
-    unloader.abort();
-    // Stopping the repos ends every connection; give them a moment to send
+    // Stopping the hubs closes every connection; give them a moment to send
     // their close frames before the runtime goes away.
     let closing = std::time::Instant::now();
     while shared.metrics.open_connections() > 0 && closing.elapsed() < Duration::from_secs(5) {

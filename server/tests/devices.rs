@@ -1,5 +1,7 @@
 //! A device that names its Automerge actor id when it connects is registered
-//! under its member, so blame and history name the person behind its changes.
+//! under its member, so blame and history name the person behind its changes;
+//! so is an actor nobody had registered that first shows up in a change on a
+//! member's own connection.
 
 mod common;
 
@@ -56,4 +58,65 @@ async fn connecting_with_an_actor_registers_the_device() {
             .unwrap()["members"][&bram.id]["devices"],
         serde_json::json!([])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_first_seen_in_a_change_becomes_the_senders() {
+    let server = Server::start(&[]).await;
+    let process = server.create_process("Nieuw apparaat");
+    let anna = server.invite(&process, "Anna", "drafter");
+    let olga = server.invite(&process, "Olga", "official");
+
+    // Anna's samod client names no actor when it connects; its first change
+    // carries one nobody has registered.
+    let a = Client::connect(&server, &anna).await;
+    let doc = a.must_find(&anna.contributions_doc).await;
+    let actor = doc.with_document(|d| d.get_actor().to_hex_string());
+    raw_put(&doc, "note", "x");
+
+    let devices = || async {
+        server
+            .http(
+                "GET",
+                &format!("/api/processes/{}", process.id),
+                Some(&anna.token),
+                None,
+            )
+            .await
+            .json()
+            .unwrap()["members"][&anna.id]["devices"]
+            .clone()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let d = devices().await;
+        if d.as_array()
+            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(actor.as_str())))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the actor was never registered: {d}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // The change itself was accepted and reaches another member.
+    let o = Client::connect(&server, &olga).await;
+    let seen = o.must_find(&anna.contributions_doc).await;
+    eventually(
+        std::time::Duration::from_secs(30),
+        "Anna's note at Olga",
+        || {
+            seen.with_document(|d| {
+                use automerge::ReadDoc;
+                d.get(automerge::ROOT, "note").ok().flatten().map(|_| ())
+            })
+        },
+    )
+    .await;
+    drop((doc, seen));
+    a.stop().await;
+    o.stop().await;
 }

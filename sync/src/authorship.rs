@@ -352,13 +352,19 @@ pub fn inspect(bytes: &[u8]) -> Result<Option<Inspected>, FrameError> {
     let Some(document) = frame.document_id else {
         return Err(FrameError::BadDocumentId);
     };
+    inspect_message(document, msg).map(Some)
+}
+
+/// Decodes the changes of a sync message already parsed (the server's hub
+/// hands them over this way, see `klad_sync::hub::Gate::admit`).
+pub fn inspect_message(document: String, msg: SyncMessage) -> Result<Inspected, FrameError> {
     let joined: Vec<u8> = msg.changes.iter().flatten().copied().collect();
     let changes = klad_core::chunks::decode_changes(&joined).map_err(FrameError::BadChanges)?;
-    Ok(Some(Inspected {
+    Ok(Inspected {
         document,
         msg,
         changes,
-    }))
+    })
 }
 
 /// What the check decided about one message.
@@ -501,6 +507,23 @@ impl Inspected {
         if kept.len() == self.changes.len() {
             return Ok(original.to_vec());
         }
+        wire::replace_sync_data(original, self.message_with(&kept))
+    }
+
+    /// The message with only the changes in `keep` (and their order).
+    pub fn retain_message(&self, keep: &HashSet<ChangeHash>) -> SyncMessage {
+        if self.changes.iter().all(|c| keep.contains(&c.hash())) {
+            return self.msg.clone();
+        }
+        let kept: Vec<&Change> = self
+            .changes
+            .iter()
+            .filter(|c| keep.contains(&c.hash()))
+            .collect();
+        self.message_with(&kept)
+    }
+
+    fn message_with(&self, kept: &[&Change]) -> SyncMessage {
         let mut msg = self.msg.clone();
         msg.changes = match msg.version {
             // V1 carries one chunk per change; V2 one buffer that Automerge
@@ -517,7 +540,7 @@ impl Inspected {
                     .collect::<Vec<u8>>(),
             ),
         };
-        wire::replace_sync_data(original, msg)
+        msg
     }
 }
 

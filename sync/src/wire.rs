@@ -80,6 +80,15 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, FrameError> {
     Ok(frame)
 }
 
+/// The automerge-repo id (base58check text) of a document with these 16
+/// random bytes; the caller brings the randomness.
+pub fn document_id(bytes: [u8; 16]) -> String {
+    // Cannot fail: any 16 bytes are a UUID.
+    samod_core::DocumentId::try_from(bytes.to_vec())
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
 impl Frame {
     /// True for the messages that carry Automerge sync data.
     pub fn is_sync(&self) -> bool {

@@ -8,7 +8,9 @@ use automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
 use ciborium::Value;
 use klad_core::rules::ReadOnlyReason;
 use klad_sync::access::Access;
-use klad_sync::hub::{CloseReason, ConnId, Effect, Event, Gate, Hub, HubConfig, StoreToken};
+use klad_sync::hub::{
+    CloseReason, ConnId, Effect, Event, Gate, Hub, HubConfig, StoreToken, WriteId,
+};
 use klad_sync::wire;
 
 mod common;
@@ -579,9 +581,9 @@ fn bad_frames_close_the_connection_with_a_sentence() {
         ("data", Value::Bytes(vec![1, 2, 3])),
     ]);
     let cases: Vec<(Vec<u8>, u16)> = vec![
-        (b"\xff\x00 not cbor".to_vec(), 1003),
-        (bad_doc, 1008),
-        (bad_data, 1008),
+        (b"\xff\x00 not cbor".to_vec(), 1007),
+        (bad_doc, 1007),
+        (bad_data, 1007),
     ];
     for (i, (bytes, code)) in cases.into_iter().enumerate() {
         let mut fx = Fixture::new();
@@ -697,4 +699,107 @@ fn ephemeral_messages_go_to_the_documents_other_peers() {
     assert!(sends_to(&out, a.conn).is_empty());
     let to_b = sends_to(&out, b.conn);
     assert_eq!(kinds(&to_b), vec!["ephemeral"]);
+}
+
+/// The changes `edit` makes to a copy of `base`.
+fn changes_after(base: &Automerge, key: &str, value: i64) -> Vec<automerge::Change> {
+    let mut d = base.fork();
+    let mut tx = d.transaction();
+    tx.put(ROOT, key, value).unwrap();
+    tx.commit();
+    d.get_changes(&base.get_heads())
+}
+
+fn written(effects: &[Effect]) -> Vec<(WriteId, bool)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Written { id, stored, .. } => Some((*id, *stored)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_write_is_stored_before_it_is_reported_and_synced_to_peers() {
+    let doc = doc_id(40);
+    let mut fx = Fixture::new();
+    let mut a = Peer::new("a", 1);
+    synced(&mut fx, &doc, &mut [&mut a]);
+    let base = fx.hub.document(&doc).unwrap().clone();
+    let out = fx.on(Event::Write {
+        doc: doc.clone(),
+        id: WriteId(7),
+        changes: changes_after(&base, "server", 5),
+    });
+    // Stored first: nothing is reported or sent before the store finishes.
+    let s = stores(&out);
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert!(written(&out).is_empty());
+    assert!(sends_to(&out, a.conn).is_empty());
+    let out = fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: s[0].1,
+    });
+    assert_eq!(written(&out), vec![(WriteId(7), true)]);
+    let out = fx.tick();
+    for bytes in sends_to(&out, a.conn) {
+        a.receive(&bytes);
+    }
+    assert_eq!(a.get(&doc, "server"), Some(5));
+}
+
+#[test]
+fn a_write_to_an_unloaded_document_loads_it_and_a_failed_store_fails_the_write() {
+    let doc = doc_id(41);
+    let mut fx = Fixture::new();
+    let out = fx.on(Event::Write {
+        doc: doc.clone(),
+        id: WriteId(1),
+        changes: changes_after(&Automerge::new(), "k", 1),
+    });
+    assert!(matches!(out.as_slice(), [Effect::Load { .. }]), "{out:?}");
+    let out = fx.on(Event::DocLoaded {
+        doc: doc.clone(),
+        content: None,
+    });
+    assert_eq!(stores(&out).len(), 1);
+    // A second write while the first is being stored waits for it.
+    let base = fx.hub.document(&doc).unwrap().clone();
+    let out = fx.on(Event::Write {
+        doc: doc.clone(),
+        id: WriteId(2),
+        changes: changes_after(&base, "k2", 2),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    let out = fx.on(Event::StoreFailed { doc: doc.clone() });
+    let mut w = written(&out);
+    w.sort();
+    assert_eq!(w, vec![(WriteId(1), false), (WriteId(2), false)]);
+    assert!(fx.hub.document(&doc).is_none());
+}
+
+#[test]
+fn a_repeated_write_is_reported_stored_without_a_store() {
+    let doc = doc_id(42);
+    let mut fx = Fixture::new();
+    let changes = changes_after(&Automerge::new(), "k", 1);
+    let out = fx.on(Event::Write {
+        doc: doc.clone(),
+        id: WriteId(1),
+        changes: changes.clone(),
+    });
+    assert_eq!(out.len(), 1);
+    let out = fx.on(Event::DocLoaded {
+        doc: doc.clone(),
+        content: None,
+    });
+    fx.store_all(out);
+    let out = fx.on(Event::Write {
+        doc: doc.clone(),
+        id: WriteId(2),
+        changes,
+    });
+    assert_eq!(written(&out), vec![(WriteId(2), true)]);
+    assert!(stores(&out).is_empty());
 }

@@ -230,6 +230,7 @@ impl Sim {
                     "unloaded with a store in flight"
                 );
             }
+            Effect::Written { .. } => panic!("the simulation makes no server writes"),
         }
     }
 

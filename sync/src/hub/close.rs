@@ -4,8 +4,12 @@
 
 use crate::wire::FrameError;
 
-/// The websocket close code for data the hub cannot read at all (1003).
+/// The websocket close code for a kind of data the server does not take at
+/// all, such as text frames (1003; the adapter's, the hub sees bytes only).
 pub const UNSUPPORTED_DATA: u16 = 1003;
+/// The websocket close code for a frame whose data is not what the protocol
+/// says it must be (1007).
+pub const INVALID_DATA: u16 = 1007;
 /// The websocket close code for a frame that breaks the protocol or a rule (1008).
 pub const POLICY_VIOLATION: u16 = 1008;
 /// The websocket close code for a failure on the server's side (1011).
@@ -41,6 +45,18 @@ pub enum CloseReason {
         "The changes in a sync message could not be applied; the app should reconnect and sync again."
     )]
     ChangesNotApplied,
+    /// A change reuses a sequence number of its device that another change
+    /// already has (a device restored from an old copy, say).
+    #[error(
+        "Not stored: device {} used sequence number {seq} twice. Give this device a new actor id.",
+        short(.actor)
+    )]
+    DuplicateSeq {
+        /// The device's actor id (hex).
+        actor: String,
+        /// The sequence number used twice.
+        seq: u64,
+    },
     /// The server could not store a document this connection syncs.
     #[error(
         "The server could not save a document; nothing unsaved was confirmed. Connect again in a minute."
@@ -56,6 +72,11 @@ pub enum CloseReason {
         /// The metric/log label.
         label: &'static str,
     },
+}
+
+/// The first 12 characters of a hex id, for sentences.
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
 }
 
 fn frame_sentence(e: &FrameError) -> &'static str {
@@ -79,7 +100,7 @@ impl CloseReason {
     /// The websocket close code.
     pub fn code(&self) -> u16 {
         match self {
-            CloseReason::BadFrame(FrameError::NotAMessage) => UNSUPPORTED_DATA,
+            CloseReason::BadFrame(_) => INVALID_DATA,
             CloseReason::StoreFailed => INTERNAL_ERROR,
             CloseReason::Refused { code, .. } => *code,
             _ => POLICY_VIOLATION,
@@ -96,6 +117,7 @@ impl CloseReason {
             CloseReason::PeerIdMismatch => "peer_id_mismatch",
             CloseReason::UnsupportedVersion => "unsupported_version",
             CloseReason::ChangesNotApplied => "changes_not_applied",
+            CloseReason::DuplicateSeq { .. } => "duplicate_seq",
             CloseReason::StoreFailed => "store_failed",
             CloseReason::Refused { label, .. } => label,
         }

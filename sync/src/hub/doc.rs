@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::sync::{self, ChunkList, Message as SyncMessage, SyncDoc};
-use automerge::{Automerge, ChangeHash, ReadDoc, SaveOptions};
+use automerge::{Automerge, AutomergeError, ChangeHash, ReadDoc, SaveOptions};
 
 use super::close::CloseReason;
 use super::frames;
 use super::gate::{Admission, Gate, Inbound};
-use super::{ConnId, Effect, StoreToken};
+use super::{ConnId, Effect, StoreToken, WriteId};
 use crate::access::Access;
 
 /// Which of the two sync frames a message came in.
@@ -101,6 +101,10 @@ pub(super) struct Doc {
     /// Peers that may need a message at the next flush.
     dirty: BTreeSet<ConnId>,
     waiting: VecDeque<Waiting>,
+    /// The server's own writes waiting for the load or the store in flight.
+    writes_waiting: Vec<(WriteId, Vec<automerge::Change>)>,
+    /// The server's own writes whose changes are in the store in flight.
+    writes_storing: Vec<WriteId>,
     /// The store in flight: every change of `content` not in it is stored.
     storing: Option<StoreToken>,
     /// When the dirty peers get their messages (once nothing is in flight).
@@ -121,6 +125,8 @@ impl Doc {
             peers: BTreeMap::new(),
             dirty: BTreeSet::new(),
             waiting: VecDeque::new(),
+            writes_waiting: Vec::new(),
+            writes_storing: Vec::new(),
             storing: None,
             flush_at: None,
             unload_at: None,
@@ -145,7 +151,7 @@ impl Doc {
     pub fn counts(&self) -> (usize, usize, usize) {
         (
             self.peers.len(),
-            self.waiting.len(),
+            self.waiting.len() + self.writes_waiting.len(),
             usize::from(self.storing.is_some()),
         )
     }
@@ -200,6 +206,13 @@ impl Doc {
             return;
         }
         self.storing = None;
+        for id in std::mem::take(&mut self.writes_storing) {
+            ctx.effects.push(Effect::Written {
+                doc: self.id.clone(),
+                id,
+                stored: true,
+            });
+        }
         if self.flush_at.is_some_and(|at| at <= ctx.now) {
             self.flush(ctx);
         }
@@ -208,8 +221,34 @@ impl Doc {
         self.idle_check(ctx);
     }
 
-    /// Applies messages in order; then stores, in one store, every change
-    /// they added, and marks every peer dirty if there were any.
+    /// The server's own changes: applied now, or after the load or the
+    /// store in flight.
+    pub fn write(&mut self, ctx: &mut Ctx<'_>, id: WriteId, changes: Vec<automerge::Change>) {
+        self.writes_waiting.push((id, changes));
+        if self.content.is_some() && self.storing.is_none() {
+            self.apply(ctx, Vec::new());
+        }
+    }
+
+    /// The document is being dropped after a failed store or load: every
+    /// write not known to be stored has failed.
+    pub fn abandon_writes(&mut self, effects: &mut Vec<Effect>) {
+        let ids = self
+            .writes_storing
+            .drain(..)
+            .chain(self.writes_waiting.drain(..).map(|(id, _)| id));
+        for id in ids {
+            effects.push(Effect::Written {
+                doc: self.id.clone(),
+                id,
+                stored: false,
+            });
+        }
+    }
+
+    /// Applies messages in order, then the server's waiting writes; then
+    /// stores, in one store, every change they added, and marks every peer
+    /// dirty if there were any.
     fn apply(&mut self, ctx: &mut Ctx<'_>, batch: Vec<Waiting>) {
         let Some(doc) = self.content.as_mut() else {
             return;
@@ -218,8 +257,33 @@ impl Doc {
         for w in batch {
             apply_one(&self.id, doc, &mut self.peers, &mut self.dirty, ctx, w);
         }
+        // The server's own changes; those that cannot be applied (or wait
+        // for dependencies Automerge does not have) fail their write.
+        let mut written = Vec::new();
+        for (id, changes) in std::mem::take(&mut self.writes_waiting) {
+            let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+            let applied = doc.apply_changes(changes).is_ok()
+                && hashes
+                    .iter()
+                    .all(|h| doc.get_change_meta_by_hash(h).is_some());
+            written.push((id, applied));
+        }
         let after = doc.get_heads();
-        if after != before {
+        let storing = after != before;
+        for (id, applied) in written {
+            if applied && storing {
+                self.writes_storing.push(id);
+            } else {
+                // Applied without a store: the changes were all there, and
+                // nothing is in flight when `apply` runs, so they are stored.
+                ctx.effects.push(Effect::Written {
+                    doc: self.id.clone(),
+                    id,
+                    stored: applied,
+                });
+            }
+        }
+        if storing {
             let changes: Vec<u8> = doc
                 .get_changes(&before)
                 .iter()
@@ -432,10 +496,17 @@ fn apply_one(
     }
     // Changes can fill in dependencies and so change what the hub needs.
     let news = news || !message.changes.is_empty();
-    if doc.receive_sync_message(&mut p.sync, message).is_err() {
+    if let Err(e) = doc.receive_sync_message(&mut p.sync, message) {
         peers.remove(&conn);
         dirty.remove(&conn);
-        ctx.close(conn, CloseReason::ChangesNotApplied);
+        let why = match e {
+            AutomergeError::DuplicateSeqNumber(seq, actor) => CloseReason::DuplicateSeq {
+                actor: actor.to_hex_string(),
+                seq,
+            },
+            _ => CloseReason::ChangesNotApplied,
+        };
+        ctx.close(conn, why);
         return;
     }
     if offer_nothing {

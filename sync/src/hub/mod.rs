@@ -66,7 +66,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::Automerge;
 
-pub use close::{CloseReason, INTERNAL_ERROR, POLICY_VIOLATION, UNSUPPORTED_DATA};
+pub use close::{CloseReason, INTERNAL_ERROR, INVALID_DATA, POLICY_VIOLATION, UNSUPPORTED_DATA};
 pub use frames::PROTOCOL_VERSION;
 pub use gate::{Admission, Gate, Inbound};
 
@@ -81,6 +81,10 @@ pub struct ConnId(pub u64);
 /// Names one [`Effect::Store`]; tokens grow with every store of a hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreToken(pub u64);
+
+/// Names one [`Event::Write`] in its [`Effect::Written`] (chosen by the adapter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriteId(pub u64);
 
 /// How the hub behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,12 +148,25 @@ pub enum Event {
         /// The last finished store.
         upto: StoreToken,
     },
-    /// A store of `doc` failed: the changes in memory are not safe, so the
-    /// hub closes the document's connections and drops it (peers resend
-    /// what they have when they reconnect).
+    /// A store of `doc` failed (or its load did): the changes in memory are
+    /// not safe, so the hub closes the document's connections, fails its
+    /// writes and drops it (peers resend what they have when they reconnect).
     StoreFailed {
         /// The document id.
         doc: String,
+    },
+    /// The server itself changes a document (facilitation writes the
+    /// process document, creates the others): `changes` are applied to the
+    /// hub's copy (loading it first), stored through the same barrier as a
+    /// peer's, and synced to its peers. [`Effect::Written`] says when they
+    /// are on disk.
+    Write {
+        /// The document id.
+        doc: String,
+        /// Names the write in [`Effect::Written`].
+        id: WriteId,
+        /// The changes (made by the server's own actor).
+        changes: Vec<automerge::Change>,
     },
     /// Access may have changed (a phase moved, a member left): ask the gate
     /// again for `doc`'s peers, or for every subscription when `None`.
@@ -193,6 +210,17 @@ pub enum Effect {
         token: StoreToken,
         /// Raw Automerge change chunks, one after another.
         changes: Vec<u8>,
+    },
+    /// An [`Event::Write`] finished: its changes are on disk (`stored`), or
+    /// they could not be applied or stored (`!stored`; nothing of it was
+    /// sent to anyone).
+    Written {
+        /// The document id.
+        doc: String,
+        /// The write.
+        id: WriteId,
+        /// Whether every change of it is stored.
+        stored: bool,
     },
     /// The document left the hub's memory; everything of it is stored.
     Unload {
@@ -274,6 +302,7 @@ impl Hub {
                 self.with_doc(&mut run, &doc, |d, ctx| d.stored(ctx, upto));
             }
             Event::StoreFailed { doc } => self.store_failed(&mut run, &doc),
+            Event::Write { doc, id, changes } => self.write(&mut run, doc, id, changes),
             Event::AccessChanged { doc } => self.access_changed(&mut run, doc),
             Event::Tick => self.tick(&mut run),
         }
@@ -434,10 +463,25 @@ impl Hub {
         }
     }
 
+    fn write(
+        &mut self,
+        run: &mut Run<'_>,
+        doc: String,
+        id: WriteId,
+        changes: Vec<automerge::Change>,
+    ) {
+        if !self.docs.contains_key(&doc) {
+            self.docs.insert(doc.clone(), Doc::loading(doc.clone()));
+            run.effects.push(Effect::Load { doc: doc.clone() });
+        }
+        self.with_doc(run, &doc, |d, ctx| d.write(ctx, id, changes));
+    }
+
     fn store_failed(&mut self, run: &mut Run<'_>, doc: &str) {
-        let Some(d) = self.docs.get(doc) else {
+        let Some(d) = self.docs.get_mut(doc) else {
             return;
         };
+        d.abandon_writes(&mut run.effects);
         for conn in d.peer_conns() {
             self.close(run, conn, CloseReason::StoreFailed);
         }

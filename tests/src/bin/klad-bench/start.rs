@@ -76,7 +76,7 @@ async fn populate(data: &Path, processes: usize) -> anyhow::Result<Sample> {
         },
     )
     .await?;
-    let unloader = tokio::spawn(engine.repos.clone().run_unloader());
+    // Each process's hub stops by itself once its documents are idle.
     let f = engine.facilitation.clone();
     let mut sample = None;
     for i in 0..processes {
@@ -111,7 +111,6 @@ async fn populate(data: &Path, processes: usize) -> anyhow::Result<Sample> {
             });
         }
     }
-    unloader.abort();
     engine.stop().await;
     sample.context("no process was created")
 }

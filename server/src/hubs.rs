@@ -1,0 +1,717 @@
+//! One sync hub ([`klad_sync::hub::Hub`]) per process, each owned by a tokio
+//! task of its own, started when the process is first used and stopped when
+//! it has been idle.
+//!
+//! A connection belongs to exactly one process (its token names it), and so
+//! does every document, so sharding by process costs nothing in the protocol
+//! and gives: processes run in parallel on all cores, a busy or broken
+//! process cannot delay another, and "is this process loaded" (metrics,
+//! lazy start, idle unload) has a plain answer.
+//!
+//! The task receives [`Cmd`]s over a bounded channel (connections and
+//! facilitation send them), turns them into hub [`Event`]s, and carries out
+//! the hub's [`Effect`]s:
+//! - `Send`: onto the connection's bounded outbound queue; a client whose
+//!   queue is full is closed with a sentence (it reads too slowly), so a slow
+//!   client never grows the server's memory nor holds up the hub;
+//! - `Close`: the connection is told its close code and sentence;
+//! - `Load`: [`DocStore::load`] on the blocking pool, then `DocLoaded`;
+//! - `Store`: the change chunks appended durably as one incremental value
+//!   (klad-core's key layout), on the blocking pool, then `Stored` (or, after
+//!   retries, `StoreFailed`);
+//! - `Written`: the facilitation write waiting for it is answered;
+//! - `Unload`: the document left memory (gauges follow the hub's stats).
+//!
+//! A timer sleeps until [`Hub::next_deadline`] and sends `Tick`.
+//!
+//! Everything that sends to a process's hub holds a [`Lease`]; a hub with
+//! leases, connections or documents is never stopped. The task decides to
+//! stop under the registry lock, with no lease and nothing queued, so a
+//! command can never be sent to a stopped hub: a lease asked for afterwards
+//! starts a fresh task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use automerge::{Change, ChangeHash};
+use klad_core::store::{DocStore, KvStore, SledStore, incremental_value};
+use klad_core::{MemberId, ProcessId};
+use klad_sync::authorship::Signature;
+use klad_sync::hub::{
+    ConnId, Effect, Event, Hub, HubConfig, POLICY_VIOLATION, Stats, StoreToken, WriteId,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::directory::Directory;
+use crate::gate::{HubGate, NewDevice, PeerState};
+use crate::metrics::Metrics;
+
+pub use klad_sync::access::SERVER_PEER_ID;
+
+/// Commands queued towards one process's hub before senders wait (a busy
+/// hub slows its connections' reading down instead of growing memory).
+const HUB_QUEUE: usize = 1024;
+
+/// Frames queued towards one client. The hub coalesces (one message per
+/// document and peer per window), so a client that reads at all stays far
+/// below this; one that does not is closed rather than buffered without end.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// How long a shutdown waits for the stores in flight.
+const FLUSH_LIMIT: Duration = Duration::from_secs(30);
+
+/// How often a failing store is tried before its document is given up.
+const STORE_ATTEMPTS: u32 = 5;
+
+/// The sentence a client that reads too slowly is closed with.
+const SLOW_CLIENT: &str =
+    "This connection fell too far behind reading the server's messages; reconnect to sync again.";
+
+/// The sentence every connection is closed with at shutdown.
+pub const SHUTTING_DOWN: &str = "The server is shutting down; reconnect in a moment.";
+
+/// The websocket close code for a server going away (1001).
+pub const GOING_AWAY: u16 = 1001;
+
+/// What every process hub is built from.
+pub struct HubParts {
+    /// Where documents are stored.
+    pub docs: Arc<DocStore<SledStore>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The membership index (access, device registries).
+    pub directory: Arc<Directory>,
+    /// Where new devices found in changes are sent to be registered.
+    pub devices: mpsc::UnboundedSender<NewDevice>,
+    /// The storage id every hub announces (one store, one id).
+    pub storage_id: String,
+    /// A document without peers leaves memory after this long; a process
+    /// whose documents have all left stops its hub.
+    pub idle: Duration,
+    /// Fault injection for tests: delay every store.
+    pub put_delay: Option<Duration>,
+    /// Fault injection for tests: wait this long before a hub that found
+    /// itself idle stops (commands arriving meanwhile keep it running).
+    pub unload_delay: Option<Duration>,
+}
+
+/// The server is shutting down: no hub starts, no command is taken.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("The server is shutting down; try again when it is back.")]
+pub struct Stopped;
+
+/// What a connection or facilitation asks of a process's hub.
+#[derive(Debug)]
+pub enum Cmd {
+    /// A websocket opened for `peer_id` (of `member`).
+    Connect {
+        /// The connection.
+        conn: ConnId,
+        /// The peer id its token gives it.
+        peer_id: String,
+        /// Its member.
+        member: MemberId,
+        /// Its outbound queue.
+        frames: mpsc::Sender<Vec<u8>>,
+        /// Where its close code and sentence go.
+        close: oneshot::Sender<(u16, String)>,
+    },
+    /// A binary frame arrived.
+    Frame {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        bytes: Vec<u8>,
+    },
+    /// Signatures arrived (a `klad-signatures` frame) for changes to come.
+    Signatures {
+        /// The connection.
+        conn: ConnId,
+        /// The signatures.
+        list: Vec<(ChangeHash, Signature)>,
+    },
+    /// The connection ended (or closed itself with its own reason).
+    Disconnect {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The server writes these changes to a document; `done` hears whether
+    /// they are stored.
+    Write {
+        /// The document.
+        doc: String,
+        /// The changes.
+        changes: Vec<Change>,
+        /// Answered once stored (`true`) or failed (`false`).
+        done: oneshot::Sender<bool>,
+    },
+    /// The process document changed: access is decided again for every
+    /// subscription.
+    AccessChanged,
+    /// A lease ended (the hub may be idle now).
+    Released,
+    /// Close every connection with 1001, store everything, stop.
+    Shutdown,
+}
+
+struct Shard {
+    tx: mpsc::Sender<Cmd>,
+    users: usize,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The process hubs of one server.
+pub struct Hubs {
+    parts: HubParts,
+    shards: Mutex<HashMap<ProcessId, Shard>>,
+    stopping: AtomicBool,
+    next_conn: AtomicU64,
+}
+
+/// A use of one process's hub: while it is held, the hub keeps running.
+pub struct Lease {
+    hubs: Arc<Hubs>,
+    process: ProcessId,
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl Lease {
+    /// Sends a command to the hub (waiting while its queue is full).
+    pub async fn send(&self, cmd: Cmd) -> Result<(), Stopped> {
+        self.tx.send(cmd).await.map_err(|_| Stopped)
+    }
+
+    /// Writes `changes` to `doc` through the hub and waits until they are
+    /// stored. `Ok(false)`: they could not be applied or stored.
+    pub async fn write(&self, doc: &str, changes: Vec<Change>) -> Result<bool, Stopped> {
+        let (done, stored) = oneshot::channel();
+        self.send(Cmd::Write {
+            doc: doc.to_owned(),
+            changes,
+            done,
+        })
+        .await?;
+        stored.await.map_err(|_| Stopped)
+    }
+
+    /// The process.
+    pub fn process(&self) -> &ProcessId {
+        &self.process
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut shards = self.hubs.lock();
+        if let Some(s) = shards.get_mut(&self.process) {
+            s.users = s.users.saturating_sub(1);
+            if s.users == 0 {
+                // A nudge, so an idle hub looks again; a full queue means
+                // the hub is busy and will look anyway.
+                let _ = s.tx.try_send(Cmd::Released);
+            }
+        }
+    }
+}
+
+impl Hubs {
+    /// Process hubs built from `parts`.
+    pub fn new(parts: HubParts) -> Arc<Self> {
+        Arc::new(Self {
+            parts,
+            shards: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProcessId, Shard>> {
+        self.shards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Processes whose hub runs now.
+    pub fn loaded(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// A number for a new connection, unique in this server.
+    pub fn next_conn(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Leases the hub of `process`, starting it if it is not running.
+    /// `Err` once the server is shutting down.
+    pub fn lease(self: &Arc<Self>, process: &ProcessId) -> Result<Lease, Stopped> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(Stopped);
+        }
+        let mut shards = self.lock();
+        if !shards.contains_key(process) {
+            let (tx, rx) = mpsc::channel(HUB_QUEUE);
+            let task = tokio::spawn(run(self.clone(), process.clone(), rx));
+            shards.insert(
+                process.clone(),
+                Shard {
+                    tx,
+                    users: 0,
+                    task: Some(task),
+                },
+            );
+            tracing::debug!(process = %process, "process hub started");
+        }
+        let n = shards.len();
+        let Some(shard) = shards.get_mut(process) else {
+            return Err(Stopped);
+        };
+        shard.users += 1;
+        let tx = shard.tx.clone();
+        drop(shards);
+        self.parts.metrics.set_processes_loaded(n as i64);
+        Ok(Lease {
+            hubs: self.clone(),
+            process: process.clone(),
+            tx,
+        })
+    }
+
+    /// True when nobody holds a lease on the hub of `process` and nothing is queued.
+    fn unused(&self, process: &ProcessId, rx: &mpsc::Receiver<Cmd>) -> bool {
+        self.lock()
+            .get(process)
+            .is_some_and(|s| s.users == 0 && rx.is_empty())
+    }
+
+    /// Removes the hub of `process` if nobody holds a lease and nothing is
+    /// queued; true when removed (the task must end then).
+    fn retire(&self, process: &ProcessId, rx: &mpsc::Receiver<Cmd>) -> bool {
+        let mut shards = self.lock();
+        let idle = shards
+            .get(process)
+            .is_some_and(|s| s.users == 0 && rx.is_empty());
+        if idle {
+            shards.remove(process);
+            self.parts.metrics.set_processes_loaded(shards.len() as i64);
+        }
+        idle
+    }
+
+    /// Stops every hub: connections are closed with 1001, every store in
+    /// flight finishes; no hub starts afterwards.
+    pub async fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let running: Vec<(mpsc::Sender<Cmd>, Option<tokio::task::JoinHandle<()>>)> = self
+            .lock()
+            .values_mut()
+            .map(|s| (s.tx.clone(), s.task.take()))
+            .collect();
+        for (tx, _) in &running {
+            // A hub that ended meanwhile needs no telling.
+            let _ = tx.send(Cmd::Shutdown).await;
+        }
+        for (_, task) in running {
+            if let Some(task) = task
+                && let Err(e) = task.await
+            {
+                tracing::error!(error = %e, "a process hub ended abnormally");
+            }
+        }
+        self.lock().clear();
+        self.parts.metrics.set_processes_loaded(0);
+    }
+}
+
+/// One connection as the hub task knows it.
+struct ConnOut {
+    frames: mpsc::Sender<Vec<u8>>,
+    close: oneshot::Sender<(u16, String)>,
+}
+
+/// A load or store finished.
+enum Done {
+    Loaded(Event),
+    Stored(Event),
+}
+
+/// The state of one process's hub task.
+struct Task {
+    hubs: Arc<Hubs>,
+    process: ProcessId,
+    hub: Hub,
+    started: Instant,
+    conns: HashMap<ConnId, ConnOut>,
+    peers: HashMap<ConnId, PeerState>,
+    writes: HashMap<WriteId, oneshot::Sender<bool>>,
+    next_write: u64,
+    stats: Stats,
+    done_tx: mpsc::UnboundedSender<Done>,
+    shutting_down: bool,
+}
+
+/// Runs the hub of `process` until it is idle (or the server stops).
+async fn run(hubs: Arc<Hubs>, process: ProcessId, mut rx: mpsc::Receiver<Cmd>) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let idle_ms = u64::try_from(hubs.parts.idle.as_millis()).unwrap_or(u64::MAX);
+    let mut task = Task {
+        hub: Hub::new(HubConfig {
+            idle_unload_ms: idle_ms,
+            storage_id: Some(hubs.parts.storage_id.clone()),
+            ..HubConfig::default()
+        }),
+        hubs,
+        process,
+        started: Instant::now(),
+        conns: HashMap::new(),
+        peers: HashMap::new(),
+        writes: HashMap::new(),
+        next_write: 0,
+        stats: Stats::default(),
+        done_tx,
+        shutting_down: false,
+    };
+    let mut shutdown: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = task
+            .hub
+            .next_deadline()
+            .map(|at| tokio::time::Instant::from_std(task.started + Duration::from_millis(at)));
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(Cmd::Shutdown) => {
+                    shutdown = Some(tokio::time::Instant::now() + FLUSH_LIMIT);
+                    task.shutting_down = true;
+                    task.close_all();
+                }
+                Some(cmd) => task.command(cmd),
+                // Every sender is gone: only after the registry dropped us.
+                None => break,
+            },
+            Some(done) = done_rx.recv() => match done {
+                Done::Loaded(e) | Done::Stored(e) => task.event(e),
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => task.event(Event::Tick),
+            _ = sleep_until(shutdown), if shutdown.is_some() => {
+                tracing::error!(process = %task.process, "stores did not finish within 30 seconds of the shutdown");
+                break;
+            }
+        }
+        if shutdown.is_some() {
+            if task.flushed() {
+                break;
+            }
+            continue;
+        }
+        if task.idle() && task.hubs.unused(&task.process, &rx) {
+            if let Some(d) = task.hubs.parts.unload_delay {
+                tokio::time::sleep(d).await;
+            }
+            if task.hubs.retire(&task.process, &rx) {
+                task.hubs.parts.metrics.process_unloaded();
+                tracing::info!(process = %task.process, "idle process unloaded from memory");
+                return;
+            }
+        }
+    }
+    task.fail_writes();
+    let zero = Stats::default();
+    task.hubs.parts.metrics.hub_changed(&task.stats, &zero);
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Task {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn parts(&self) -> &HubParts {
+        &self.hubs.parts
+    }
+
+    /// Nothing in memory, nobody connected, nothing being written.
+    fn idle(&self) -> bool {
+        self.stats.documents == 0 && self.stats.connections == 0 && self.writes.is_empty()
+    }
+
+    /// Every store finished and nothing waits to be stored.
+    fn flushed(&self) -> bool {
+        self.stats.stores_in_flight == 0
+            && self.stats.waiting_messages == 0
+            && self.writes.is_empty()
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Connect {
+                conn,
+                peer_id,
+                member,
+                frames,
+                close,
+            } => {
+                if self.shutting_down {
+                    let _ = close.send((GOING_AWAY, SHUTTING_DOWN.to_owned()));
+                    return;
+                }
+                self.conns.insert(conn, ConnOut { frames, close });
+                self.peers.insert(
+                    conn,
+                    PeerState {
+                        member,
+                        signatures: Default::default(),
+                    },
+                );
+                self.event(Event::PeerConnected { conn, peer_id });
+            }
+            Cmd::Frame { conn, bytes } => self.event(Event::FrameReceived { conn, bytes }),
+            Cmd::Signatures { conn, list } => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.signatures.add(list);
+                }
+            }
+            Cmd::Disconnect { conn } => {
+                self.conns.remove(&conn);
+                self.peers.remove(&conn);
+                self.event(Event::PeerDisconnected { conn });
+            }
+            Cmd::Write { doc, changes, done } => {
+                let id = WriteId(self.next_write);
+                self.next_write += 1;
+                self.writes.insert(id, done);
+                self.event(Event::Write { doc, id, changes });
+            }
+            Cmd::AccessChanged => self.event(Event::AccessChanged { doc: None }),
+            Cmd::Released | Cmd::Shutdown => {}
+        }
+    }
+
+    /// Closes every connection for the shutdown.
+    fn close_all(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(conn, GOING_AWAY, SHUTTING_DOWN.to_owned());
+            self.event(Event::PeerDisconnected { conn });
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, code: u16, sentence: String) {
+        self.peers.remove(&conn);
+        if let Some(c) = self.conns.remove(&conn) {
+            // The connection may have ended meanwhile; then nobody is told.
+            let _ = c.close.send((code, sentence));
+        }
+    }
+
+    /// Hands `event` to the hub and carries out what it says.
+    fn event(&mut self, event: Event) {
+        let now = self.now_ms();
+        let hubs = self.hubs.clone();
+        let parts = &hubs.parts;
+        let mut gate = HubGate {
+            directory: &parts.directory,
+            metrics: &parts.metrics,
+            peers: &mut self.peers,
+            new_devices: Vec::new(),
+        };
+        let effects = self.hub.handle(now, event, &mut gate);
+        for device in gate.new_devices {
+            if parts.devices.send(device).is_err() {
+                tracing::error!(
+                    "a new device could not be handed over for registration: the server is stopping"
+                );
+            }
+        }
+        let mut slow = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Send { conn, bytes } => {
+                    let Some(c) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    match c.frames.try_send(bytes) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => slow.push(conn),
+                        // The connection ended; its Disconnect is on its way.
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+                Effect::Close { conn, why } => {
+                    let label = why.label();
+                    parts.metrics.connection_closed_by_server(label);
+                    if label == "duplicate_seq" {
+                        parts.metrics.unapplied_changes(label, 1);
+                    }
+                    tracing::warn!(process = %self.process, reason = label, "closing a connection: {why}");
+                    self.close(conn, why.code(), why.sentence());
+                }
+                Effect::Load { doc } => self.load(doc),
+                Effect::Store {
+                    doc,
+                    token,
+                    changes,
+                } => self.store(doc, token, changes),
+                Effect::Written { doc, id, stored } => {
+                    if !stored {
+                        tracing::error!(process = %self.process, document = %doc, "a server write to a document could not be applied or stored");
+                    }
+                    if let Some(done) = self.writes.remove(&id) {
+                        // The writer may have given up waiting; the write stands.
+                        let _ = done.send(stored);
+                    }
+                }
+                Effect::Unload { doc } => {
+                    tracing::debug!(process = %self.process, document = %doc, "document unloaded");
+                }
+            }
+        }
+        let stats = self.hub.stats();
+        parts.metrics.hub_changed(&self.stats, &stats);
+        self.stats = stats;
+        for conn in slow {
+            if !self.conns.contains_key(&conn) {
+                continue;
+            }
+            parts.metrics.slow_client();
+            parts.metrics.connection_closed_by_server("slow_client");
+            tracing::warn!(process = %self.process, "closing a connection that reads too slowly");
+            self.close(conn, POLICY_VIOLATION, SLOW_CLIENT.to_owned());
+            self.event(Event::PeerDisconnected { conn });
+        }
+    }
+
+    fn load(&self, doc: String) {
+        let docs = self.parts().docs.clone();
+        let metrics = self.parts().metrics.clone();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let id = doc.clone();
+            let loaded = tokio::task::spawn_blocking(move || docs.load(&id)).await;
+            let event = match loaded {
+                Ok(Ok(content)) => Event::DocLoaded {
+                    doc,
+                    content: content.map(Box::new),
+                },
+                Ok(Err(e)) => {
+                    metrics.storage_error();
+                    tracing::error!(document = %doc, error = %e, "a document could not be loaded; its connections are closed");
+                    Event::StoreFailed { doc }
+                }
+                Err(e) => {
+                    metrics.storage_error();
+                    tracing::error!(document = %doc, error = %e, "a document load panicked or was cancelled");
+                    Event::StoreFailed { doc }
+                }
+            };
+            // The hub task ended (shutdown timed out): nothing to tell.
+            let _ = done.send(Done::Loaded(event));
+        });
+    }
+
+    fn store(&self, doc: String, token: StoreToken, changes: Vec<u8>) {
+        let docs = self.parts().docs.clone();
+        let metrics = self.parts().metrics.clone();
+        let delay = self.parts().put_delay;
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            let changes = Arc::new(changes);
+            let mut stored = false;
+            for attempt in 1..=STORE_ATTEMPTS {
+                let (docs, id, bytes) = (docs.clone(), doc.clone(), changes.clone());
+                let started = Instant::now();
+                let result = tokio::task::spawn_blocking(move || append(&docs, &id, &bytes)).await;
+                match result {
+                    Ok(Ok(())) => {
+                        metrics.observe_flush(started.elapsed());
+                        stored = true;
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        metrics.storage_error();
+                        tracing::error!(document = %doc, attempt, error = %e, "a document store failed");
+                    }
+                    Err(e) => {
+                        metrics.storage_error();
+                        tracing::error!(document = %doc, attempt, error = %e, "a document store panicked or was cancelled");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            let event = if stored {
+                Event::Stored { doc, upto: token }
+            } else {
+                tracing::error!(document = %doc, "giving up on a store; the document's connections are closed and nothing unsaved was confirmed");
+                Event::StoreFailed { doc }
+            };
+            // The hub task ended (shutdown timed out): nothing to tell.
+            let _ = done.send(Done::Stored(event));
+        });
+    }
+
+    /// Answers every write still waiting: not stored.
+    fn fail_writes(&mut self) {
+        for (_, done) in self.writes.drain() {
+            let _ = done.send(false);
+        }
+    }
+}
+
+/// Appends raw change chunks to a document's stored values, durably, as one
+/// incremental value in klad-core's key layout.
+fn append<S: KvStore>(docs: &DocStore<S>, doc: &str, bytes: &[u8]) -> Result<(), String> {
+    let changes = klad_core::chunks::decode_changes(bytes)
+        .map_err(|e| format!("the hub handed over changes that do not decode: {e}"))?;
+    match incremental_value(doc, &changes).map_err(|e| e.to_string())? {
+        Some(put) => docs.write_batch(&[put], &[]).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ROOT, ReadDoc};
+    use klad_core::store::{DocStore, MemStore};
+
+    use super::append;
+
+    fn edit(d: &mut Automerge, key: &str) {
+        let mut tx = d.transaction();
+        tx.put(ROOT, key, 1).unwrap();
+        tx.commit();
+    }
+
+    #[test]
+    fn appended_change_chunks_load_back_as_the_document() {
+        let docs = DocStore::new(MemStore::new());
+        let mut d = Automerge::new();
+        edit(&mut d, "a");
+        let first = d.get_heads();
+        edit(&mut d, "b");
+        edit(&mut d, "c");
+        // One store of one change, then one of two (as the hub hands them over).
+        let bytes = |since: &[automerge::ChangeHash]| -> Vec<u8> {
+            d.get_changes(since)
+                .iter()
+                .flat_map(|c| c.raw_bytes().to_vec())
+                .collect()
+        };
+        let one: Vec<u8> = d.get_changes(&[]).first().unwrap().raw_bytes().to_vec();
+        append(&docs, "doc", &one).unwrap();
+        append(&docs, "doc", &bytes(&first)).unwrap();
+        let loaded = docs.load("doc").unwrap().unwrap();
+        assert_eq!(loaded.get_heads(), d.get_heads());
+        assert!(loaded.get(ROOT, "c").unwrap().is_some());
+        // Bytes that are not change chunks are refused, nothing is written.
+        assert!(append(&docs, "other", b"not changes").is_err());
+        assert!(docs.load("other").unwrap().is_none());
+    }
+}

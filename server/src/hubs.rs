@@ -511,6 +511,9 @@ impl Task {
     /// Hands `event` to the hub and carries out what it says.
     fn event(&mut self, event: Event) {
         let now = self.now_ms();
+        if let Event::FrameReceived { conn, bytes } = &event {
+            trace_frame("in", *conn, bytes);
+        }
         let hubs = self.hubs.clone();
         let parts = &hubs.parts;
         let mut gate = HubGate {
@@ -531,6 +534,7 @@ impl Task {
         for effect in effects {
             match effect {
                 Effect::Send { conn, bytes } => {
+                    trace_frame("out", conn, &bytes);
                     let Some(c) = self.conns.get(&conn) else {
                         continue;
                     };
@@ -662,6 +666,24 @@ impl Task {
             let _ = done.send(false);
         }
     }
+}
+
+/// Logs a frame's type, document and sync heads at trace level.
+fn trace_frame(dir: &str, conn: ConnId, bytes: &[u8]) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    let Ok(f) = klad_sync::wire::parse(bytes) else {
+        return;
+    };
+    let short = |hs: &[ChangeHash]| -> Vec<String> {
+        hs.iter().map(|h| h.to_string()[..8].to_owned()).collect()
+    };
+    let (heads, need, changes) = match f.sync_message() {
+        Ok(Some(m)) => (short(&m.heads), short(&m.need), m.changes.len()),
+        _ => (Vec::new(), Vec::new(), 0),
+    };
+    tracing::trace!(dir, conn = conn.0, kind = %f.kind, doc = ?f.document_id, ?heads, ?need, changes, "frame");
 }
 
 /// Appends raw change chunks to a document's stored values, durably, as one

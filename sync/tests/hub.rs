@@ -395,6 +395,52 @@ fn a_change_reaches_other_peers_only_after_it_is_stored() {
 }
 
 #[test]
+fn a_writer_hears_its_change_is_stored_even_when_its_heads_crossed_the_answer() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(12);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b]);
+
+    // A's change is being stored; B's change waits for that store.
+    a.edit(&doc, "k", 2);
+    let out = fx.send(&mut a, &doc);
+    let [(_, first)] = stores(&out)[..] else {
+        panic!("one store: {out:?}");
+    };
+    b.edit(&doc, "other", 1);
+    assert!(fx.send(&mut b, &doc).is_empty());
+    fx.tick_at(fx.now + WINDOW);
+    // The first store ends: B hears of A's change (the hub does not have
+    // B's yet), and B's change goes to the store.
+    let out = fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: first,
+    });
+    let [(_, second)] = stores(&out)[..] else {
+        panic!("B's change is stored next: {out:?}");
+    };
+    b.receive(&sends_to(&out, b.conn)[0]);
+    // B now has both changes and says so before the hub answered its own:
+    // its heads equal the hub's, and nothing in its message is new to it.
+    let out = fx.send(&mut b, &doc);
+    assert!(out.is_empty(), "waits for the store: {out:?}");
+    let mut out = fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: second,
+    });
+    out.extend(fx.tick());
+    // B is still told that the hub has everything: its "all on the server".
+    let hub_heads = fx.hub.document(&doc).unwrap().get_heads();
+    let to_b = sends_to(&out, b.conn);
+    assert_eq!(to_b.len(), 1, "{out:?}");
+    assert_eq!(heads_of(&b.receive(&to_b[0])), hub_heads);
+    assert_eq!(b.doc(&doc).1.their_heads.as_ref(), Some(&hub_heads));
+    // And the exchange ends there.
+    assert!(fx.send(&mut b, &doc).is_empty());
+}
+
+#[test]
 fn a_peer_without_access_hears_the_document_is_unavailable_and_nothing_else() {
     let mut fx = Fixture::new();
     let doc = doc_id(3);

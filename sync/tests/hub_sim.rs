@@ -511,7 +511,17 @@ impl Sim {
                         }
                     }
                     Access::ReadWrite => {
-                        assert_eq!(mine.get_heads(), heads, "{} doc {d} differs", peer.id)
+                        assert_eq!(mine.get_heads(), heads, "{} doc {d} differs", peer.id);
+                        // A connected writer has heard that the hub has it
+                        // all (a phone's "everything is on the server").
+                        if peer.joined && !heads.is_empty() {
+                            assert_eq!(
+                                peer.states[d].their_heads.as_ref(),
+                                Some(&heads),
+                                "{} was never told the hub has doc {d}",
+                                peer.id
+                            );
+                        }
                     }
                 }
             }

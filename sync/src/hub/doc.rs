@@ -496,6 +496,15 @@ fn apply_one(
     }
     // Changes can fill in dependencies and so change what the hub needs.
     let news = news || !message.changes.is_empty();
+    // Automerge takes a message without changes whose heads equal ours as
+    // proof that the peer knows our heads, and then stays silent. Here the
+    // peer may have sent it before our answer to its changes (held by the
+    // barrier) went out: it has our heads but has not heard that we have
+    // its changes, and a phone's "everything is on the server" waits for
+    // exactly that. So the heads we last sent stay the ones we did send
+    // (a peer that lost everything, with empty heads, still resets them).
+    let told = p.sync.last_sent_heads.clone();
+    let lost_everything = message.heads.is_empty();
     if let Err(e) = doc.receive_sync_message(&mut p.sync, message) {
         peers.remove(&conn);
         dirty.remove(&conn);
@@ -508,6 +517,9 @@ fn apply_one(
         };
         ctx.close(conn, why);
         return;
+    }
+    if !lost_everything {
+        p.sync.last_sent_heads = told;
     }
     if offer_nothing {
         let bytes = frames::encode_unavailable(ctx.hub_peer, &p.peer, id);

@@ -106,6 +106,15 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The server's CPU milliseconds per edit delivered (an edit counts
+    /// once however many clients it reached), over the steady load and
+    /// drain; `None` without deliveries.
+    pub fn cpu_ms_per_edit(&self) -> Option<f64> {
+        let per_edit = self.expected as f64 / self.sent.max(1) as f64;
+        let edits = self.delivered as f64 / per_edit.max(1e-9);
+        (self.delivered > 0 && edits >= 1.0).then(|| self.server_cpu_window * 1000.0 / edits)
+    }
+
     /// An empty result for a run about to start.
     pub fn new(kind: Kind, clients: usize, docs: usize) -> RunResult {
         RunResult {
@@ -236,16 +245,16 @@ pub fn markdown(header: &Header, runs: &[RunResult], failures: &[String]) -> Str
 
     let _ = writeln!(
         out,
-        "| server | clients | docs | connect s | edits sent / planned | deliveries / s | p50 ms | p99 ms | max ms | errors | server RSS peak MiB | server RSS end MiB | server CPU s | generator CPU s | other CPU s | machine busy % |"
+        "| server | clients | docs | connect s | edits sent / planned | deliveries / s | p50 ms | p99 ms | max ms | errors | server RSS peak MiB | server RSS end MiB | server CPU s | server CPU ms / edit | generator CPU s | other CPU s | machine busy % |"
     );
     let _ = writeln!(
         out,
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {} / {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}{} |",
+            "| {} | {} | {} | {:.1} | {} / {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.0}{} |",
             r.kind.label(),
             r.clients,
             r.docs,
@@ -260,6 +269,8 @@ pub fn markdown(header: &Header, runs: &[RunResult], failures: &[String]) -> Str
             mib(r.server_rss_peak_kib),
             mib(r.server_rss_end_kib),
             r.server_cpu_window,
+            r.cpu_ms_per_edit()
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
             r.generator_cpu_window,
             r.others_cpu_window,
             r.machine_busy_pct,
@@ -279,6 +290,8 @@ rather than lost; RSS from `/proc/<pid>/status` \
 (VmHWM since the server started, VmRSS when the load ended); CPU seconds from \
 `/proc/<pid>/stat` (utime + stime) over the steady load plus drain, for the server, this \
 generator and everything else on the machine (*other*: `/proc/stat` busy time minus the two); \
+*server CPU ms / edit* is the server's CPU over the same window divided by the edits delivered \
+(deliveries divided by the clients each edit should reach); \
 *machine busy* over all cores in the same window (⚠: at least 90 %, or edits left more than 100 ms behind schedule, \
 so the machine or the generator may have set the pace).\n"
     );
@@ -395,6 +408,20 @@ fn goals(out: &mut String, runs: &[RunResult]) {
             let r = j.latency.p99_ms / k.latency.p99_ms.max(0.001);
             format!("{r:.2}x (goal >= 3x: {})", verdict(r >= 3.0))
         };
+        let cpu = match (k.cpu_ms_per_edit(), j.cpu_ms_per_edit()) {
+            (Some(kc), Some(jc)) => {
+                let r = kc / jc.max(1e-9);
+                format!(
+                    "{kc:.2} / {jc:.2} ms = {r:.2} (goal <= 0.20: {})",
+                    verdict(r <= 0.2)
+                )
+            }
+            _ => "not comparable (no deliveries on one side)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "- {n} clients: server CPU per delivered edit klad / JS = {cpu}."
+        );
         let _ = writeln!(
             out,
             "- {n} clients: JS p99 / klad p99 = {p99}; JS peak RSS / klad peak RSS = {mem:.2}x (goal >= 3x: {}); errors klad {} / JS {}{}.",

@@ -40,6 +40,12 @@
 //!   cost each peer at most one outbound message. A message that repeats the
 //!   previous one is not answered, which also ends the exchange with a peer
 //!   whose changes were refused.
+//! - **Every writer hears its changes are stored.** After a store, each
+//!   peer whose last message from the hub did not carry the hub's current
+//!   heads gets them, even when the peer's own message with those heads
+//!   crossed the hub's held answer (Automerge alone would take that message
+//!   as proof the peer knows, and stay silent). A phone's "everything is on
+//!   the server" depends on it.
 //! - **No sign of what a peer may not read.** A `request` or `sync` for a
 //!   document the [`Gate`] gives no access to is answered `doc-unavailable`
 //!   without loading anything, as for a document the server does not have. A

@@ -441,6 +441,62 @@ fn a_writer_hears_its_change_is_stored_even_when_its_heads_crossed_the_answer() 
 }
 
 #[test]
+fn peers_that_ask_alike_get_the_same_first_answer_and_sync_on_from_it() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(13);
+    let mut peers: Vec<Peer> = (0..3).map(|i| Peer::new(&format!("p{i}"), i + 1)).collect();
+    for p in &peers {
+        fx.gate.set(&p.id, &doc, Access::ReadWrite);
+        fx.connect(p);
+    }
+    for p in peers.iter_mut() {
+        fx.send(p, &doc);
+    }
+    fx.on(Event::DocLoaded {
+        doc: doc.clone(),
+        content: Some(Box::new(stored_doc("k", 1))),
+    });
+    let out = fx.tick();
+    let mut data = Vec::new();
+    for p in peers.iter_mut() {
+        let frames = sends_to(&out, p.conn);
+        assert_eq!(frames.len(), 1, "{out:?}");
+        data.push(
+            wire::parse(&frames[0])
+                .unwrap()
+                .sync_message()
+                .unwrap()
+                .unwrap()
+                .encode(),
+        );
+        p.receive(&frames[0]);
+        assert_eq!(p.get(&doc, "k"), Some(1));
+    }
+    assert!(
+        data.windows(2).all(|w| w[0] == w[1]),
+        "one answer for all three"
+    );
+    // Each peer's exchange goes on from the answer it got: a change of one
+    // reaches the others, and each hears its own is stored.
+    for p in peers.iter_mut() {
+        let out = fx.send(p, &doc);
+        fx.store_all(out);
+    }
+    peers[1].edit(&doc, "k", 2);
+    let out = fx.send(&mut peers[1], &doc);
+    let mut out = fx.store_all(out);
+    out.extend(fx.tick());
+    for p in peers.iter_mut() {
+        for f in sends_to(&out, p.conn) {
+            p.receive(&f);
+        }
+        assert_eq!(p.get(&doc, "k"), Some(2), "{}", p.id);
+    }
+    let heads = fx.hub.document(&doc).unwrap().get_heads();
+    assert_eq!(peers[1].doc(&doc).1.their_heads.as_ref(), Some(&heads));
+}
+
+#[test]
 fn a_peer_without_access_hears_the_document_is_unavailable_and_nothing_else() {
     let mut fx = Fixture::new();
     let doc = doc_id(3);

@@ -83,6 +83,26 @@ struct PeerDoc {
     seen: Option<Seen>,
 }
 
+/// The hub's first answers to peers that have nothing of the document, for
+/// the document's current heads: each is the sync state before and after
+/// answering, and the message. Automerge's answer is a function of the
+/// sync state and the document alone, so a peer in the same state gets the
+/// same answer without generating it again (in a connect storm every member
+/// asks for every document: one whole-document save per document instead of
+/// one per member and document).
+#[derive(Debug, Default)]
+struct FirstAnswers {
+    heads: Vec<ChangeHash>,
+    answers: Vec<(sync::State, sync::State, Vec<u8>)>,
+}
+
+/// At most this many first answers are kept per document (peers of one kind
+/// ask in one way: one or two are used).
+const FIRST_ANSWERS: usize = 4;
+
+/// A first answer larger than this is not kept (bytes).
+const FIRST_ANSWER_BYTES: usize = 4 << 20;
+
 /// A message waiting for the document to load or for its store to finish.
 #[derive(Debug)]
 struct Waiting {
@@ -111,6 +131,8 @@ pub(super) struct Doc {
     flush_at: Option<u64>,
     /// When the document leaves memory, if it still has no peers.
     unload_at: Option<u64>,
+    /// Answers to peers that have nothing yet, for the current heads.
+    first_answers: FirstAnswers,
 }
 
 /// The timers a document needs: (flush, unload).
@@ -130,6 +152,7 @@ impl Doc {
             storing: None,
             flush_at: None,
             unload_at: None,
+            first_answers: FirstAnswers::default(),
         }
     }
 
@@ -321,13 +344,43 @@ impl Doc {
             return;
         }
         self.flush_at = None;
+        let heads = doc.get_heads();
+        if self.first_answers.heads != heads {
+            self.first_answers = FirstAnswers {
+                heads,
+                answers: Vec::new(),
+            };
+        }
         for conn in std::mem::take(&mut self.dirty) {
             let Some(p) = self.peers.get_mut(&conn) else {
                 continue;
             };
+            // A peer that has nothing and has not been answered yet.
+            let first =
+                !p.sync.have_responded && p.sync.their_heads.as_ref().is_some_and(Vec::is_empty);
+            if first
+                && let Some((_, after, msg)) = self
+                    .first_answers
+                    .answers
+                    .iter()
+                    .find(|(before, _, _)| *before == p.sync)
+            {
+                p.sync = after.clone();
+                let bytes = frames::encode_sync(ctx.hub_peer, &p.peer, &self.id, msg.clone());
+                ctx.effects.push(Effect::Send { conn, bytes });
+                continue;
+            }
+            let before = first.then(|| p.sync.clone());
             if let Some(msg) = doc.generate_sync_message(&mut p.sync) {
-                let msg = without_orphans(doc, msg);
-                let bytes = frames::encode_sync(ctx.hub_peer, &p.peer, &self.id, msg.encode());
+                let msg = without_orphans(doc, msg).encode();
+                if let Some(before) = before
+                    && self.first_answers.answers.len() < FIRST_ANSWERS
+                    && msg.len() <= FIRST_ANSWER_BYTES
+                {
+                    let answer = (before, p.sync.clone(), msg.clone());
+                    self.first_answers.answers.push(answer);
+                }
+                let bytes = frames::encode_sync(ctx.hub_peer, &p.peer, &self.id, msg);
                 ctx.effects.push(Effect::Send { conn, bytes });
             }
         }

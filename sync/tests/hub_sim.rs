@@ -477,6 +477,30 @@ impl Sim {
         panic!("no quiescence");
     }
 
+    /// Every peer leaves and the idle time passes: the hub's running
+    /// totals come back to exactly nothing (no drift in the gauges).
+    fn everyone_leaves(&mut self) {
+        let conns: Vec<ConnId> = self.links.keys().copied().collect();
+        for conn in conns {
+            self.cut(conn);
+            self.event(Event::PeerDisconnected { conn });
+        }
+        while let Some(at) = self.hub.next_deadline() {
+            self.now = self.now.max(at);
+            self.event(Event::Tick);
+        }
+        let s = self.hub.stats();
+        assert_eq!(
+            (s.connections, s.documents, s.sync_states),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        assert_eq!(
+            (s.waiting_messages, s.stores_in_flight, s.timers),
+            (0, 0, 0)
+        );
+    }
+
     fn check(&self) {
         for d in 0..self.n_docs() {
             let stored = self
@@ -542,6 +566,7 @@ fn run(seed: u64) {
     }
     sim.settle();
     sim.check();
+    sim.everyone_leaves();
 }
 
 /// The seeds to run: all, or the one in `HUB_SIM_SEED` (to replay a failure).

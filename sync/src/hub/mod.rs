@@ -274,6 +274,10 @@ pub struct Hub {
     docs: BTreeMap<String, Doc>,
     timers: BTreeSet<(u64, TimerKind, String)>,
     next_token: u64,
+    /// Sums of every document's counts (sync states, waiting, storing),
+    /// kept up to date by [`Hub::with_doc`] and [`Hub::drop_doc`] so that
+    /// [`Hub::stats`] costs nothing per event.
+    totals: (usize, usize, usize),
 }
 
 impl Hub {
@@ -285,6 +289,7 @@ impl Hub {
             docs: BTreeMap::new(),
             timers: BTreeSet::new(),
             next_token: 0,
+            totals: (0, 0, 0),
         }
     }
 
@@ -332,19 +337,15 @@ impl Hub {
 
     /// Sizes of the hub's state.
     pub fn stats(&self) -> Stats {
-        let mut stats = Stats {
+        let (sync_states, waiting_messages, stores_in_flight) = self.totals;
+        Stats {
             connections: self.conns.len(),
             documents: self.docs.len(),
+            sync_states,
+            waiting_messages,
+            stores_in_flight,
             timers: self.timers.len(),
-            ..Stats::default()
-        };
-        for d in self.docs.values() {
-            let (states, waiting, storing) = d.counts();
-            stats.sync_states += states;
-            stats.waiting_messages += waiting;
-            stats.stores_in_flight += storing;
         }
-        stats
     }
 
     fn connected(&mut self, run: &mut Run<'_>, conn: ConnId, peer_id: String) {
@@ -484,11 +485,13 @@ impl Hub {
     }
 
     fn store_failed(&mut self, run: &mut Run<'_>, doc: &str) {
-        let Some(d) = self.docs.get_mut(doc) else {
+        let Some(conns) = self.with_doc(run, doc, |d, ctx| {
+            d.abandon_writes(ctx.effects);
+            d.peer_conns()
+        }) else {
             return;
         };
-        d.abandon_writes(&mut run.effects);
-        for conn in d.peer_conns() {
+        for conn in conns {
             self.close(run, conn, CloseReason::StoreFailed);
         }
         self.drop_doc(run, doc);
@@ -537,6 +540,7 @@ impl Hub {
     fn drop_doc(&mut self, run: &mut Run<'_>, doc: &str) {
         if let Some(d) = self.docs.remove(doc) {
             set_timers(&mut self.timers, doc, d.timers(), false);
+            count(&mut self.totals, d.counts(), false);
             run.effects.push(Effect::Unload {
                 doc: doc.to_owned(),
             });
@@ -553,6 +557,7 @@ impl Hub {
     ) -> Option<R> {
         let d = self.docs.get_mut(doc)?;
         set_timers(&mut self.timers, doc, d.timers(), false);
+        count(&mut self.totals, d.counts(), false);
         let mut ctx = Ctx {
             now: run.now,
             hub_peer: &self.config.peer_id,
@@ -565,7 +570,21 @@ impl Hub {
         };
         let out = f(d, &mut ctx);
         set_timers(&mut self.timers, doc, d.timers(), true);
+        count(&mut self.totals, d.counts(), true);
         Some(out)
+    }
+}
+
+/// Adds (or takes away) one document's counts to the hub's totals.
+fn count(totals: &mut (usize, usize, usize), c: (usize, usize, usize), add: bool) {
+    if add {
+        totals.0 += c.0;
+        totals.1 += c.1;
+        totals.2 += c.2;
+    } else {
+        totals.0 -= c.0;
+        totals.1 -= c.1;
+        totals.2 -= c.2;
     }
 }
 

@@ -407,7 +407,7 @@ async fn offline(engine: &server::Engine, op: Op) -> anyhow::Result<Value> {
             let role = parse_role(&role).map_err(anyhow::Error::msg)?;
             let ttl = parse_ttl(&ttl).unwrap_or(DEFAULT_TTL);
             serde_json::to_value(
-                f.add_member(&ProcessId(process), None, &name, role, ttl)
+                f.add_member(&ProcessId(process), None, &name, role, ttl, false)
                     .await?,
             )?
         }

@@ -311,6 +311,11 @@ fn forbidden_other_process() -> ApiError {
     )
 }
 
+/// Reads a request body. Every body type refuses unknown fields
+/// (`deny_unknown_fields`): a misspelt field is an error naming it rather
+/// than silently ignored, and a value the call does not expect is not read
+/// any further (development builds of the workspace have serde_json without
+/// its nesting limit, turned on by the bindings tooling).
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError(
@@ -321,6 +326,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateProcess {
     title: String,
 }
@@ -506,6 +512,7 @@ async fn revoke(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SetPhase {
     phase: String,
 }

@@ -386,7 +386,9 @@ class Server:
         return self.api("/api/processes", {"title": title})["process"]["process_id"]
 
     def invite(self, pid, name, role):
-        return self.api(f"/api/processes/{pid}/members", {"name": name, "role": role})
+        # The made-up names repeat beyond 450 members (--members); each is
+        # another person, so "again" (the server refuses a name twice without it).
+        return self.api(f"/api/processes/{pid}/members", {"name": name, "role": role, "again": True})
 
     def stop(self):
         if self.proc is not None:

@@ -1,5 +1,5 @@
 //! The contributions document of one member: everything that member says about
-//! the text. Only its owner writes it (rule 2 of DESIGN.md); the state of a
+//! the text. Only its owner writes it (rule 2 of the README); the state of a
 //! thread is derived by merging all members' statements (see `views`).
 
 use std::collections::BTreeMap;

@@ -192,7 +192,7 @@ impl Action {
     pub fn phases(self) -> &'static [Phase] {
         use Phase::*;
         match self {
-            // Rule 1 of DESIGN.md: the text changes only while drafting.
+            // Rule 1 (README, ARCHITECTURE.md): the text changes only while drafting.
             Action::EditText | Action::DecideSuggestion | Action::Suggest => &[Drafting],
             Action::Comment
             | Action::Reply

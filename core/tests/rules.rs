@@ -66,7 +66,7 @@ fn every_refusal_is_a_sentence() {
     }
 }
 
-/// The three text-level rules of DESIGN.md, stated directly.
+/// The three text-level rules (README, ARCHITECTURE.md), stated directly.
 #[test]
 fn design_rules_hold_in_the_table() {
     for role in Role::ALL {

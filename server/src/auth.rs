@@ -18,7 +18,9 @@ use pasetors::paserk::FormatAsPaserk;
 use pasetors::public;
 use pasetors::version4::V4;
 
-pub use klad_sync::token::{IMPLICIT_ASSERTION, PublicKey, TokenClaims, TokenError};
+pub use klad_sync::token::{
+    GENERATION_CLAIM, IMPLICIT_ASSERTION, PublicKey, TokenClaims, TokenError,
+};
 
 /// File names inside the data directory.
 pub const SIGNING_KEY_FILE: &str = "signing-key.paserk";
@@ -109,19 +111,23 @@ impl Keys {
         self.public.to_paserk()
     }
 
-    /// Signs a token for `member` of `process` with `role`, valid until `expires_at`.
+    /// Signs a token for `member` of `process` with `role`, valid until
+    /// `expires_at`, of the member's token `generation` (see
+    /// [`TokenClaims::generation`]).
     pub fn issue(
         &self,
         member: &MemberId,
         process: &ProcessId,
         role: Role,
         expires_at: SystemTime,
+        generation: u64,
     ) -> anyhow::Result<String> {
         let mut claims = Claims::new()?;
         claims.expiration(&humantime::format_rfc3339_seconds(expires_at).to_string())?;
         claims.subject(member.as_str())?;
         claims.add_additional("pid", process.as_str())?;
         claims.add_additional("role", role.as_str())?;
+        claims.add_additional(GENERATION_CLAIM, generation)?;
         Ok(public::sign(
             &self.secret,
             &claims,
@@ -137,9 +143,13 @@ impl Keys {
         process: &ProcessId,
         role: Role,
         ttl: Duration,
+        generation: u64,
     ) -> anyhow::Result<(String, SystemTime)> {
         let expires_at = SystemTime::now() + ttl;
-        Ok((self.issue(member, process, role, expires_at)?, expires_at))
+        Ok((
+            self.issue(member, process, role, expires_at, generation)?,
+            expires_at,
+        ))
     }
 
     /// Verifies a token's signature and expiry and reads its claims.
@@ -188,22 +198,22 @@ mod tests {
         let m = MemberId::from("m1");
         let p = ProcessId::from("p1");
         let (t, _) = keys
-            .issue_for(&m, &p, Role::Drafter, Duration::from_secs(60))
+            .issue_for(&m, &p, Role::Drafter, Duration::from_secs(60), 2)
             .unwrap();
         let c = keys.verify(&t).unwrap();
         assert_eq!(
-            (c.member, c.process, c.role),
-            (m.clone(), p.clone(), Role::Drafter)
+            (c.member, c.process, c.role, c.generation),
+            (m.clone(), p.clone(), Role::Drafter, 2)
         );
 
         let past = SystemTime::now() - Duration::from_secs(3600);
-        let expired = keys.issue(&m, &p, Role::Drafter, past).unwrap();
+        let expired = keys.issue(&m, &p, Role::Drafter, past, 0).unwrap();
         assert_eq!(keys.verify(&expired), Err(TokenError::Expired));
 
         let other = tempfile::tempdir().unwrap();
         let forger = Keys::load_or_create(other.path()).unwrap();
         let (forged, _) = forger
-            .issue_for(&m, &p, Role::Facilitator, Duration::from_secs(60))
+            .issue_for(&m, &p, Role::Facilitator, Duration::from_secs(60), 0)
             .unwrap();
         assert_eq!(keys.verify(&forged), Err(TokenError::BadSignature));
         assert_eq!(keys.verify("hello"), Err(TokenError::Malformed));

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::directory::Directory;
 use crate::facilitation::Facilitation;
-use crate::hubs::{Cmd, GOING_AWAY, Hubs, Lease, OUTBOUND_QUEUE, SHUTTING_DOWN};
+use crate::hubs::{Cmd, GOING_AWAY, Hubs, Lease, OUTBOUND_QUEUE, SHUTTING_DOWN, TOKEN_REVOKED};
 use crate::metrics::Metrics;
 
 /// What every connection shares.
@@ -76,12 +76,14 @@ enum End {
 }
 
 /// Runs one authenticated connection until it ends, on its process's hub
-/// (`lease`, held until the connection has closed).
+/// (`lease`, held until the connection has closed). `generation` is its
+/// token's (a revocation closes the connections of older ones).
 pub async fn run(
     shared: Arc<ConnectionShared>,
     lease: Lease,
     socket: WebSocket,
     member: MemberId,
+    generation: u64,
     peer_id: String,
 ) {
     let (mut ws_tx, mut ws_rx) = socket.split();
@@ -96,6 +98,7 @@ pub async fn run(
             conn,
             peer_id: peer_id.clone(),
             member: member.clone(),
+            generation,
             frames: frames_tx,
             close: close_tx,
         })
@@ -105,6 +108,17 @@ pub async fn run(
             code: GOING_AWAY,
             sentence: SHUTTING_DOWN.into(),
             drain: false,
+        }
+    } else if shared.facilitation.is_revoked(&member, generation) {
+        // Revoked between the token check and now: a revocation updates the
+        // list before it tells the hub, so either this sees it or the hub's
+        // `Revoked` comes after our `Connect` and closes us.
+        let _ = lease.send(Cmd::Disconnect { conn }).await;
+        shared.metrics.connection_closed_by_server("token_revoked");
+        End::Close {
+            code: klad_sync::hub::POLICY_VIOLATION,
+            sentence: TOKEN_REVOKED.into(),
+            drain: true,
         }
     } else {
         loop {

@@ -1,6 +1,7 @@
 //! What facilitators (and the operator on the command line) do: open a
-//! process, invite members, move the phase on, read a summary. The process
-//! document is only ever written here, through klad-core's `ProcessDoc`.
+//! process, invite members, give a member a new token or withdraw theirs,
+//! move the phase on, read a summary. The process document is only ever
+//! written here, through klad-core's `ProcessDoc`.
 //!
 //! Every write goes through the process's hub ([`crate::hubs`]): the change
 //! is applied to the hub's copy, stored through the same durability barrier
@@ -14,7 +15,7 @@
 //! theirs), every write is serialised here and returns once stored, so the
 //! store always holds the latest version.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +24,8 @@ use klad_core::document::KladDocument;
 use klad_core::rules::{Phase, Role};
 use klad_core::store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{
-    ContributionsDoc, DocId, MemberId, NewMember, ProcessDoc, ProcessId, ProcessInfo, TextDoc,
+    ContributionsDoc, DocId, Member, MemberId, NewMember, ProcessDoc, ProcessId, ProcessInfo,
+    TextDoc,
 };
 use serde::Serialize;
 
@@ -48,6 +50,9 @@ pub enum FacilitationError {
     /// Something named does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with what is there (a member of that name exists).
+    #[error("{0}")]
+    Conflict(String),
     /// The server failed.
     #[error("{0}")]
     Internal(String),
@@ -121,6 +126,60 @@ fn process_list_key(pid: &ProcessId) -> Result<Key, FacilitationError> {
     Key::new([SERVER_PREFIX, "process", pid.as_str()]).map_err(internal)
 }
 
+/// Where the lowest token generation still valid for a member is kept
+/// (absent: 0, every token of theirs is valid).
+fn revocation_key(member: &MemberId) -> Result<Key, FacilitationError> {
+    Key::new([SERVER_PREFIX, "revoked", member.as_str()]).map_err(internal)
+}
+
+/// Who asked for a facilitation act, as logs show it: a member id, or
+/// `operator` (the admin secret or the command line).
+struct By<'a>(Option<&'a MemberId>);
+
+impl std::fmt::Display for By<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(m) => write!(f, "{m}"),
+            None => f.write_str("operator"),
+        }
+    }
+}
+
+/// Names compare as people read them: ignoring case and runs of spaces.
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    norm(a) == norm(b)
+}
+
+/// A new token for an existing member.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reissued {
+    /// The member and their new token.
+    #[serde(flatten)]
+    pub invitation: Invitation,
+    /// True when every earlier token of theirs was revoked; false when those
+    /// keep working until they expire.
+    pub earlier_tokens_revoked: bool,
+}
+
+/// A member whose tokens were all withdrawn.
+#[derive(Clone, Debug, Serialize)]
+pub struct Revoked {
+    /// Their process.
+    pub process_id: ProcessId,
+    /// Their member id.
+    pub member_id: MemberId,
+    /// Their display name.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+}
+
 /// A new automerge-repo document id (16 random bytes).
 fn new_document_id() -> String {
     klad_sync::wire::document_id(*uuid::Uuid::new_v4().as_bytes())
@@ -138,6 +197,9 @@ pub struct Facilitation {
     /// Processes whose directory entry has been checked against their
     /// document since the server started (see [`Facilitation::verify`]).
     verified: std::sync::Mutex<HashSet<ProcessId>>,
+    /// Per member, the lowest token generation still valid (members with
+    /// none revoked are absent). Kept in the store; read at start.
+    valid_from: std::sync::Mutex<HashMap<MemberId, u64>>,
 }
 
 impl Facilitation {
@@ -157,6 +219,7 @@ impl Facilitation {
             keys,
             serial: tokio::sync::Mutex::new(()),
             verified: std::sync::Mutex::new(HashSet::new()),
+            valid_from: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -181,6 +244,27 @@ impl Facilitation {
     /// it is first used. (A record of the first format, holding only the
     /// title, is replaced by reading its process document once.)
     pub async fn load_all(&self) -> anyhow::Result<usize> {
+        let kv = self.kv.clone();
+        let prefix = Key::new([SERVER_PREFIX, "revoked"])?;
+        let revocations = tokio::task::spawn_blocking(move || kv.scan_prefix(&prefix)).await??;
+        {
+            let mut valid_from = self.valid_from.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, value) in revocations {
+                let generation = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+                match (key.components().get(2), generation) {
+                    (Some(member), Some(g)) => {
+                        valid_from.insert(MemberId(member.clone()), g);
+                    }
+                    // Refusing nothing would let withdrawn tokens back in.
+                    _ => anyhow::bail!(
+                        "The store holds a damaged token revocation ({:?}). Restore the data directory from a backup.",
+                        key.components()
+                    ),
+                }
+            }
+        }
         let kv = self.kv.clone();
         let prefix = Key::new([SERVER_PREFIX, "process"])?;
         let records = tokio::task::spawn_blocking(move || kv.scan_prefix(&prefix)).await??;
@@ -363,7 +447,10 @@ impl Facilitation {
     }
 
     /// Adds a member (with their contributions document) and signs their token.
-    /// `by` is the facilitator asking, `None` for the operator.
+    /// `by` is the facilitator asking, `None` for the operator. A name that
+    /// a member of the process already has is refused unless `again` (two
+    /// people of the same name): inviting someone twice by mistake would
+    /// split their words over two members.
     pub async fn add_member(
         &self,
         pid: &ProcessId,
@@ -371,6 +458,7 @@ impl Facilitation {
         name: &str,
         role: Role,
         ttl: Duration,
+        again: bool,
     ) -> Result<Invitation, FacilitationError> {
         let _serialised = self.serial.lock().await;
         let (lease, doc) = self.open(pid).await?;
@@ -379,15 +467,17 @@ impl Facilitation {
             .directory
             .process(pid)
             .ok_or_else(|| FacilitationError::NotFound(format!("There is no process {pid}.")))?;
-        if let Some(by) = by {
-            let m = info.member(by)?;
-            klad_core::may(m.role, info.phase, klad_core::Action::ManageMembers)
-                .map_err(|r| FacilitationError::Forbidden(r.message))?;
-        }
+        may_manage_members(&info, by)?;
         if name.trim().is_empty() {
             return Err(FacilitationError::BadRequest(
                 "A member needs a name that others will see next to their words; give a non-empty name.".into(),
             ));
+        }
+        if !again && let Some(existing) = info.members.values().find(|m| same_name(&m.name, name)) {
+            return Err(FacilitationError::Conflict(format!(
+                "{} is already a member of this process ({}, member id {}); nothing was changed. To give them a new token, run `klad-server members reissue --process {pid} --member {}`. If this is another person with the same name, invite again with --again (over HTTP: \"again\": true).",
+                existing.name, existing.role, existing.id, existing.id
+            )));
         }
         let now = now_ms();
         let member = MemberId::random();
@@ -409,23 +499,178 @@ impl Facilitation {
         let mut pd = ProcessDoc::from_automerge(doc.clone())?;
         pd.add_member(now, by, &new)?;
         self.write_process(&lease, &doc, &pd).await?;
+        tracing::info!(process = %pid, member = %member, %role, by = %By(by), "member added");
+        self.invitation(pid, &new.id, name.trim(), role, &c_id, ttl, 0)
+    }
+
+    /// Signs a token of `generation` for a member and puts the invitation together.
+    #[allow(clippy::too_many_arguments)]
+    fn invitation(
+        &self,
+        pid: &ProcessId,
+        member: &MemberId,
+        name: &str,
+        role: Role,
+        contributions_doc: &DocId,
+        ttl: Duration,
+        generation: u64,
+    ) -> Result<Invitation, FacilitationError> {
         let (token, expires) = self
             .keys
-            .issue_for(&member, pid, role, ttl)
+            .issue_for(member, pid, role, ttl, generation)
             .map_err(internal)?;
-        tracing::info!(process = %pid, member = %member, %role, by = ?by, "member added");
         Ok(Invitation {
             process_id: pid.clone(),
-            peer_id: peer_id_for(&member, None),
-            member_id: member,
-            name: name.trim().to_owned(),
+            peer_id: peer_id_for(member, None),
+            member_id: member.clone(),
+            name: name.to_owned(),
             role,
-            contributions_doc: c_id.to_string(),
+            contributions_doc: contributions_doc.to_string(),
             token,
             expires_at: expires
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+        })
+    }
+
+    /// The member of `pid` whose id is `id_or_name`, or else the one whose
+    /// name it is (a sentence when none or several are).
+    pub fn find_member(
+        &self,
+        pid: &ProcessId,
+        id_or_name: &str,
+    ) -> Result<Member, FacilitationError> {
+        let info = self.summary(pid)?;
+        let wanted = id_or_name.trim();
+        if let Some(m) = info.members.get(&MemberId(wanted.to_owned())) {
+            return Ok(m.clone());
+        }
+        let named: Vec<&Member> = info
+            .members
+            .values()
+            .filter(|m| same_name(&m.name, wanted))
+            .collect();
+        match named.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(FacilitationError::NotFound(format!(
+                "There is no member {wanted:?} in the process \"{}\". `klad-server members list --process {pid}` lists them.",
+                info.title
+            ))),
+            several => Err(FacilitationError::BadRequest(format!(
+                "{} members of this process are called {wanted:?}; name one by member id: {}.",
+                several.len(),
+                several
+                    .iter()
+                    .map(|m| format!("{} ({})", m.id, m.role))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// The lowest token generation still valid for `member`.
+    fn valid_generation(&self, member: &MemberId) -> u64 {
+        self.valid_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// True when `member`'s tokens of `generation` have been revoked.
+    pub fn is_revoked(&self, member: &MemberId, generation: u64) -> bool {
+        generation < self.valid_generation(member)
+    }
+
+    /// Revokes every token `member` holds now: stores the new lowest valid
+    /// generation (before anything relies on it), then closes the open
+    /// connections that came with a revoked token. Returns that generation.
+    /// Callers hold `serial`.
+    async fn revoke_tokens(
+        &self,
+        pid: &ProcessId,
+        member: &MemberId,
+    ) -> Result<u64, FacilitationError> {
+        let next = self.valid_generation(member) + 1;
+        let kv = self.kv.clone();
+        let key = revocation_key(member)?;
+        tokio::task::spawn_blocking(move || kv.put(&key, next.to_string().as_bytes()))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        self.valid_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(member.clone(), next);
+        let lease = self.hubs.lease(pid)?;
+        lease
+            .send(Cmd::Revoked {
+                member: member.clone(),
+                valid_from: next,
+            })
+            .await?;
+        Ok(next)
+    }
+
+    /// Signs a new token for a member who is already in the process (theirs
+    /// was lost, or expired). Earlier tokens keep working until they expire,
+    /// unless `revoke_earlier`: then they are refused from now on and open
+    /// connections that came with them are closed.
+    pub async fn reissue(
+        &self,
+        pid: &ProcessId,
+        by: Option<&MemberId>,
+        id_or_name: &str,
+        ttl: Duration,
+        revoke_earlier: bool,
+    ) -> Result<Reissued, FacilitationError> {
+        let _serialised = self.serial.lock().await;
+        self.verify_serialised(pid).await?;
+        may_manage_members(&self.summary(pid)?, by)?;
+        let m = self.find_member(pid, id_or_name)?;
+        let generation = if revoke_earlier {
+            self.revoke_tokens(pid, &m.id).await?
+        } else {
+            self.valid_generation(&m.id)
+        };
+        tracing::info!(process = %pid, member = %m.id, role = %m.role, by = %By(by), earlier_tokens_revoked = revoke_earlier, "token reissued");
+        Ok(Reissued {
+            invitation: self.invitation(
+                pid,
+                &m.id,
+                &m.name,
+                m.role,
+                &m.contributions_doc,
+                ttl,
+                generation,
+            )?,
+            earlier_tokens_revoked: revoke_earlier,
+        })
+    }
+
+    /// Withdraws every token `id_or_name` holds: they are refused from now
+    /// on (at `/sync` and on this API), and open connections that came with
+    /// them are closed. The member stays in the process with everything they
+    /// wrote; [`Self::reissue`] gives them a token again.
+    pub async fn revoke(
+        &self,
+        pid: &ProcessId,
+        by: Option<&MemberId>,
+        id_or_name: &str,
+    ) -> Result<Revoked, FacilitationError> {
+        let _serialised = self.serial.lock().await;
+        self.verify_serialised(pid).await?;
+        may_manage_members(&self.summary(pid)?, by)?;
+        let m = self.find_member(pid, id_or_name)?;
+        self.revoke_tokens(pid, &m.id).await?;
+        tracing::info!(process = %pid, member = %m.id, role = %m.role, by = %By(by), "tokens revoked");
+        Ok(Revoked {
+            process_id: pid.clone(),
+            member_id: m.id,
+            name: m.name,
+            role: m.role,
         })
     }
 
@@ -441,7 +686,7 @@ impl Facilitation {
         let mut pd = ProcessDoc::from_automerge(doc.clone())?;
         pd.set_phase(now_ms(), by, to)?;
         let info = self.write_process(&lease, &doc, &pd).await?;
-        tracing::info!(process = %pid, phase = %to, by = ?by, "phase changed");
+        tracing::info!(process = %pid, phase = %to, by = %By(by), "phase changed");
         Ok(info)
     }
 
@@ -494,6 +739,16 @@ impl Facilitation {
             ))
         })
     }
+}
+
+/// Refuses unless `by` (a member; `None`: the operator) may manage members.
+fn may_manage_members(info: &ProcessInfo, by: Option<&MemberId>) -> Result<(), FacilitationError> {
+    if let Some(by) = by {
+        let m = info.member(by)?;
+        klad_core::may(m.role, info.phase, klad_core::Action::ManageMembers)
+            .map_err(|r| FacilitationError::Forbidden(r.message))?;
+    }
+    Ok(())
 }
 
 /// Lower-case hex, as the process document records keys.

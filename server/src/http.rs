@@ -34,6 +34,9 @@ const MAX_WRITE_BUFFER: usize = 64 * 1024 * 1024;
 /// Default lifetime of an invitation token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The longest lifetime a token may have: a year (`1y`, 365.25 days).
+pub const MAX_TTL: Duration = Duration::from_secs(31_557_600);
+
 /// Everything the handlers share.
 pub struct AppState {
     /// What connections share (directory, metrics, ...).
@@ -61,6 +64,7 @@ impl From<FacilitationError> for ApiError {
             FacilitationError::BadRequest(_) => StatusCode::BAD_REQUEST,
             FacilitationError::Forbidden(_) => StatusCode::FORBIDDEN,
             FacilitationError::NotFound(_) => StatusCode::NOT_FOUND,
+            FacilitationError::Conflict(_) => StatusCode::CONFLICT,
             FacilitationError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -85,6 +89,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/processes", post(create_process))
         .route("/api/processes/{pid}", get(summary))
         .route("/api/processes/{pid}/members", post(add_member))
+        .route("/api/processes/{pid}/members/{member}/token", post(reissue))
+        .route("/api/processes/{pid}/members/{member}/revoke", post(revoke))
         .route("/api/processes/{pid}/phase", post(set_phase))
         .fallback(|| async {
             ApiError(
@@ -104,14 +110,22 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// Verifies a member token and checks the member is (still) in the process.
+/// Verifies a member token, checks the member is (still) in the process and
+/// that the token has not been revoked.
 fn authenticate(state: &AppState, token: Option<&str>) -> Result<TokenClaims, TokenError> {
     let token = token.ok_or(TokenError::Missing)?;
     let claims = state.facilitation.keys().verify(token)?;
     match state.facilitation.directory().membership(&claims.member) {
-        Some((pid, _)) if pid == claims.process => Ok(claims),
-        _ => Err(TokenError::UnknownMember),
+        Some((pid, _)) if pid == claims.process => {}
+        _ => return Err(TokenError::UnknownMember),
     }
+    if state
+        .facilitation
+        .is_revoked(&claims.member, claims.generation)
+    {
+        return Err(TokenError::Revoked);
+    }
+    Ok(claims)
 }
 
 async fn sync(
@@ -227,7 +241,16 @@ async fn sync(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| connection::run(shared, lease, socket, claims.member, peer_id));
+        .on_upgrade(move |socket| {
+            connection::run(
+                shared,
+                lease,
+                socket,
+                claims.member,
+                claims.generation,
+                peer_id,
+            )
+        });
     // Phones cache the key that verifies tokens, for peer links without a server.
     if let Ok(v) = header::HeaderValue::from_str(&state.facilitation.keys().public_paserk()) {
         response.headers_mut().insert(PUBLIC_KEY_HEADER, v);
@@ -288,6 +311,11 @@ fn forbidden_other_process() -> ApiError {
     )
 }
 
+/// Reads a request body. Every body type refuses unknown fields
+/// (`deny_unknown_fields`): a misspelt field is an error naming it rather
+/// than silently ignored, and a value the call does not expect is not read
+/// any further (development builds of the workspace have serde_json without
+/// its nesting limit, turned on by the bindings tooling).
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError(
@@ -298,6 +326,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateProcess {
     title: String,
 }
@@ -331,6 +360,7 @@ async fn create_process(
                     &me.name,
                     Role::Facilitator,
                     DEFAULT_TTL,
+                    false,
                 )
                 .await?;
             Ok((
@@ -357,14 +387,19 @@ async fn summary(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AddMember {
     name: String,
     role: String,
     /// Token lifetime, e.g. "30d" or "12h".
     ttl: Option<String>,
+    /// Invite even though a member of that name exists (another person).
+    #[serde(default)]
+    again: bool,
 }
 
-/// Parses a lifetime such as `30d`, `12h` or `90m`.
+/// Parses a token lifetime such as `30d`, `12h` or `90m`: more than zero,
+/// at most [`MAX_TTL`].
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!("The lifetime {s:?} is not understood ({e}); write it like 30d, 12h or 90m.")
@@ -372,7 +407,33 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     if d.is_zero() {
         return Err("A token lifetime must be longer than zero.".into());
     }
+    if d > MAX_TTL {
+        return Err(format!(
+            "A token may be valid for at most a year (1y); {s:?} is longer. Give a shorter lifetime, and a new token when it runs out (klad-server members reissue)."
+        ));
+    }
     Ok(d)
+}
+
+/// The lifetime in a request, or the default.
+fn ttl_or_default(ttl: Option<&str>) -> Result<Duration, ApiError> {
+    match ttl {
+        Some(t) => parse_ttl(t).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m)),
+        None => Ok(DEFAULT_TTL),
+    }
+}
+
+/// The member a request acts as on process `pid`: `None` for the operator.
+fn acting_on(
+    state: &AppState,
+    headers: &HeaderMap,
+    pid: &ProcessId,
+) -> Result<Option<MemberId>, ApiError> {
+    match caller(state, headers)? {
+        Caller::Operator => Ok(None),
+        Caller::Member(c) if &c.process == pid => Ok(Some(c.member)),
+        Caller::Member(_) => Err(forbidden_other_process()),
+    }
 }
 
 /// Parses a role name with a sentence on failure.
@@ -389,26 +450,69 @@ async fn add_member(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let pid = ProcessId(pid);
-    let by: Option<MemberId> = match caller(&state, &headers)? {
-        Caller::Operator => None,
-        Caller::Member(c) if c.process == pid => Some(c.member),
-        Caller::Member(_) => return Err(forbidden_other_process()),
-    };
+    let by = acting_on(&state, &headers, &pid)?;
     let req: AddMember = json_body(&body)?;
-    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
-    let role = parse_role(&req.role).map_err(bad)?;
-    let ttl = match &req.ttl {
-        Some(t) => parse_ttl(t).map_err(bad)?,
-        None => DEFAULT_TTL,
-    };
+    let role = parse_role(&req.role).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let ttl = ttl_or_default(req.ttl.as_deref())?;
     let inv = state
         .facilitation
-        .add_member(&pid, by.as_ref(), &req.name, role, ttl)
+        .add_member(&pid, by.as_ref(), &req.name, role, ttl, req.again)
         .await?;
     Ok((StatusCode::CREATED, Json(inv)).into_response())
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reissue {
+    /// Token lifetime, e.g. "30d" or "12h".
+    ttl: Option<String>,
+    /// Revoke every earlier token of the member.
+    #[serde(default)]
+    revoke_earlier: bool,
+}
+
+/// A new token for a member (`member`: their id, or their name).
+async fn reissue(
+    State(state): State<Arc<AppState>>,
+    Path((pid, member)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let pid = ProcessId(pid);
+    let by = acting_on(&state, &headers, &pid)?;
+    let req: Reissue = if body.is_empty() {
+        Reissue {
+            ttl: None,
+            revoke_earlier: false,
+        }
+    } else {
+        json_body(&body)?
+    };
+    let ttl = ttl_or_default(req.ttl.as_deref())?;
+    let out = state
+        .facilitation
+        .reissue(&pid, by.as_ref(), &member, ttl, req.revoke_earlier)
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Revokes every token of a member (`member`: their id, or their name).
+async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Path((pid, member)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pid = ProcessId(pid);
+    let by = acting_on(&state, &headers, &pid)?;
+    let out = state
+        .facilitation
+        .revoke(&pid, by.as_ref(), &member)
+        .await?;
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SetPhase {
     phase: String,
 }
@@ -420,11 +524,7 @@ async fn set_phase(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let pid = ProcessId(pid);
-    let by: Option<MemberId> = match caller(&state, &headers)? {
-        Caller::Operator => None,
-        Caller::Member(c) if c.process == pid => Some(c.member),
-        Caller::Member(_) => return Err(forbidden_other_process()),
-    };
+    let by = acting_on(&state, &headers, &pid)?;
     let req: SetPhase = json_body(&body)?;
     let phase = Phase::parse(req.phase.trim()).ok_or_else(|| {
         ApiError(

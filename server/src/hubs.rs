@@ -69,6 +69,10 @@ const STORE_ATTEMPTS: u32 = 5;
 const SLOW_CLIENT: &str =
     "This connection fell too far behind reading the server's messages; reconnect to sync again.";
 
+/// The close sentence for a connection whose token was revoked (at most 123 bytes).
+pub const TOKEN_REVOKED: &str =
+    "Your invitation was withdrawn on the server. Ask a facilitator for a new one.";
+
 /// The sentence every connection is closed with at shutdown.
 pub const SHUTTING_DOWN: &str = "The server is shutting down; reconnect in a moment.";
 
@@ -113,6 +117,8 @@ pub enum Cmd {
         peer_id: String,
         /// Its member.
         member: MemberId,
+        /// The token generation it connected with (see `Cmd::Revoked`).
+        generation: u64,
         /// Its outbound queue.
         frames: mpsc::Sender<Vec<u8>>,
         /// Where its close code and sentence go.
@@ -150,6 +156,14 @@ pub enum Cmd {
     /// The process document changed: access is decided again for every
     /// subscription.
     AccessChanged,
+    /// `member`'s tokens below generation `valid_from` were revoked: their
+    /// connections that came with one are closed.
+    Revoked {
+        /// The member.
+        member: MemberId,
+        /// The lowest token generation still valid.
+        valid_from: u64,
+    },
     /// A lease ended (the hub may be idle now).
     Released,
     /// Close every connection with 1001, store everything, stop.
@@ -326,6 +340,8 @@ impl Hubs {
 struct ConnOut {
     frames: mpsc::Sender<Vec<u8>>,
     close: oneshot::Sender<(u16, String)>,
+    member: MemberId,
+    generation: u64,
 }
 
 /// A load or store finished.
@@ -452,6 +468,7 @@ impl Task {
                 conn,
                 peer_id,
                 member,
+                generation,
                 frames,
                 close,
             } => {
@@ -459,7 +476,15 @@ impl Task {
                     let _ = close.send((GOING_AWAY, SHUTTING_DOWN.to_owned()));
                     return;
                 }
-                self.conns.insert(conn, ConnOut { frames, close });
+                self.conns.insert(
+                    conn,
+                    ConnOut {
+                        frames,
+                        close,
+                        member: member.clone(),
+                        generation,
+                    },
+                );
                 self.peers.insert(
                     conn,
                     PeerState {
@@ -487,6 +512,22 @@ impl Task {
                 self.event(Event::Write { doc, id, changes });
             }
             Cmd::AccessChanged => self.event(Event::AccessChanged { doc: None }),
+            Cmd::Revoked { member, valid_from } => {
+                let revoked: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.member == member && c.generation < valid_from)
+                    .map(|(conn, _)| *conn)
+                    .collect();
+                for conn in revoked {
+                    self.parts()
+                        .metrics
+                        .connection_closed_by_server("token_revoked");
+                    tracing::info!(process = %self.process, member = %member, "closing a connection whose token was revoked");
+                    self.close(conn, POLICY_VIOLATION, TOKEN_REVOKED.to_owned());
+                    self.event(Event::PeerDisconnected { conn });
+                }
+            }
             Cmd::Released | Cmd::Shutdown => {}
         }
     }
@@ -683,7 +724,8 @@ fn trace_frame(dir: &str, conn: ConnId, bytes: &[u8]) {
         Ok(Some(m)) => (short(&m.heads), short(&m.need), m.changes.len()),
         _ => (Vec::new(), Vec::new(), 0),
     };
-    tracing::trace!(dir, conn = conn.0, kind = %f.kind, doc = ?f.document_id, ?heads, ?need, changes, "frame");
+    let doc = f.document_id.as_deref().unwrap_or("-");
+    tracing::trace!(dir, conn = conn.0, kind = %f.kind, doc, heads = %heads.join(","), need = %need.join(","), changes, "frame");
 }
 
 /// Appends raw change chunks to a document's stored values, durably, as one

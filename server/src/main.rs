@@ -2,22 +2,24 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
-use clap::{Args, Parser, Subcommand};
-use klad_core::ProcessId;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use klad_core::store::StoreError;
+use klad_core::{Member, ProcessId, ProcessInfo};
 use klad_server::auth::admin_secret_path;
 use klad_server::client;
-use klad_server::http::{DEFAULT_TTL, parse_role, parse_ttl};
+use klad_server::http::{parse_role, parse_ttl};
 use klad_server::server::{self, SERVER_FILE, ServeConfig, ServerFile};
 use serde_json::{Value, json};
 
 /// Klad's sync server: merges everyone's changes to an ordinance and hands
 /// them on, enforcing who may write what.
 ///
-/// With no command it serves. The other commands change the data directory:
-/// through the running server's API when one is running on it, directly
-/// otherwise.
+/// With no command it serves (the options below are serve's). The other
+/// commands change or read the data directory: through the running server's
+/// API when one is running on it, directly otherwise.
 #[derive(Parser)]
 #[command(name = "klad-server", version)]
 struct Cli {
@@ -29,80 +31,67 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// What every command takes.
 #[derive(Args)]
 struct Common {
     /// Directory holding the store, the signing key and the admin secret.
-    /// Created on first start.
+    /// Serving creates it on first start; the other commands need it to exist.
     #[arg(long, env = "KLAD_DATA", default_value = "./klad-data", global = true)]
     data: PathBuf,
 
     /// Write logs as JSON lines (for log collectors) instead of text.
-    /// RUST_LOG sets the level (default: info).
+    /// RUST_LOG sets the level (default: info when serving, warn otherwise).
     #[arg(long, env = "KLAD_LOG_JSON", global = true)]
     log_json: bool,
 }
 
-#[derive(Args)]
+/// Serving's options (only `klad-server` and `klad-server serve` take them).
+#[derive(Args, Clone)]
 struct ServeArgs {
     /// Address and port to listen on. Port 0 picks a free port (it is logged
     /// and written to server.json in the data directory).
-    #[arg(
-        long,
-        env = "KLAD_LISTEN",
-        default_value = "127.0.0.1:7700",
-        global = true
-    )]
+    #[arg(long, env = "KLAD_LISTEN", default_value = "127.0.0.1:7700")]
     listen: String,
 
     /// Largest websocket message accepted from a client, in bytes. Larger
     /// ones close the connection with code 1009 and a reason.
-    #[arg(long, env = "KLAD_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
+    #[arg(long, env = "KLAD_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     max_message_bytes: usize,
 
     /// Most websocket connections open at once; more are refused with HTTP
     /// 503 and a reason.
-    #[arg(
-        long,
-        env = "KLAD_MAX_CONNECTIONS",
-        default_value_t = 1024,
-        global = true
-    )]
+    #[arg(long, env = "KLAD_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
 
     /// Test-only fault injection: delay every storage write by this many
     /// milliseconds (the durability tests use it to widen the window in
     /// which an early acknowledgement would lose data).
-    #[arg(long, env = "KLAD_FAULT_PUT_DELAY_MS", hide = true, global = true)]
+    #[arg(long, env = "KLAD_FAULT_PUT_DELAY_MS", hide = true)]
     fault_put_delay_ms: Option<u64>,
 
     /// Seconds a process may go without connections or facilitation before
     /// its documents are unloaded from memory (they load again, from the
     /// store, when someone connects).
-    #[arg(
-        long,
-        env = "KLAD_IDLE_UNLOAD_SECS",
-        default_value_t = 300,
-        global = true
-    )]
+    #[arg(long, env = "KLAD_IDLE_UNLOAD_SECS", default_value_t = 300)]
     idle_unload_secs: u64,
 
     /// Test-only fault injection: when a process's hub finds itself idle,
     /// wait this many milliseconds before stopping it (connections arriving
     /// meanwhile keep it running).
-    #[arg(long, env = "KLAD_FAULT_UNLOAD_DELAY_MS", hide = true, global = true)]
+    #[arg(long, env = "KLAD_FAULT_UNLOAD_DELAY_MS", hide = true)]
     fault_unload_delay_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve (the default when no command is given).
-    Serve,
+    Serve(ServeArgs),
     /// Create a process, or show what its process document says.
     Process {
         #[command(subcommand)]
         command: ProcessCommand,
     },
-    /// Add a member to a process and print their token.
+    /// Add a member to a process and print their invitation (with their token).
     Invite {
         /// The process id.
         #[arg(long)]
@@ -113,12 +102,22 @@ enum Command {
         /// drafter, official, facilitator or observer.
         #[arg(long)]
         role: String,
-        /// How long the token is valid, e.g. 30d, 12h, 90m.
+        /// How long the token is valid, e.g. 30d, 12h, 90m; at most 1y.
         #[arg(long, default_value = "30d")]
         ttl: String,
+        /// Invite even though a member of this name exists: they are another
+        /// person with the same name. (To give an existing member a new
+        /// token, use `members reissue`.)
+        #[arg(long)]
+        again: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// List a process's members, give one a new token, or revoke theirs.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
     },
     /// Move a process to its next phase (consultation, then final).
     Phase {
@@ -145,20 +144,72 @@ enum ProcessCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print what the process document says (members, phase, documents).
+    /// Print what the process document says (title, phase, documents, members).
     Show {
         /// The process id.
         #[arg(long)]
         process: String,
+        /// Print JSON (the process document) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// List the members of a process: name, role, member id, devices.
+    List {
+        /// The process id.
+        #[arg(long)]
+        process: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a member a new token (theirs was lost, or expired). Their earlier
+    /// tokens keep working until they expire, unless --revoke-earlier.
+    Reissue {
+        /// The process id.
+        #[arg(long)]
+        process: String,
+        /// The member: their member id, or their name.
+        #[arg(long)]
+        member: String,
+        /// How long the new token is valid, e.g. 30d, 12h, 90m; at most 1y.
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+        /// Also revoke every earlier token of theirs: devices that joined
+        /// with one are disconnected and must join again with the new one.
+        #[arg(long)]
+        revoke_earlier: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every token of a member: they can no longer connect (open
+    /// connections are closed) until they get a new one with `reissue`.
+    /// They stay a member; everything they wrote stays theirs.
+    Revoke {
+        /// The process id.
+        #[arg(long)]
+        process: String,
+        /// The member: their member id, or their name.
+        #[arg(long)]
+        member: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person watching a terminal, never in files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
     } else {
@@ -166,9 +217,36 @@ fn init_logging(json: bool, default: &str) {
     }
 }
 
+/// A serve option given on the command line before another command
+/// (`klad-server --listen ... invite ...`), where it would do nothing.
+fn misplaced_serve_option(matches: &ArgMatches) -> Option<String> {
+    let ids = [
+        ("listen", "--listen"),
+        ("max_message_bytes", "--max-message-bytes"),
+        ("max_connections", "--max-connections"),
+        ("idle_unload_secs", "--idle-unload-secs"),
+        ("fault_put_delay_ms", "--fault-put-delay-ms"),
+        ("fault_unload_delay_ms", "--fault-unload-delay-ms"),
+    ];
+    ids.iter()
+        .find(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|(_, flag)| (*flag).to_owned())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    if !serving && let Some(flag) = misplaced_serve_option(&matches) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} is an option of serving (`klad-server {flag} ...` or `klad-server serve {flag} ...`); the other commands do not take it. Leave it out."
+                ),
+            )
+            .exit();
+    }
     init_logging(cli.common.log_json, if serving { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -191,41 +269,38 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let data = cli.common.data;
-    match cli.command {
-        None | Some(Command::Serve) => serve(&data, cli.serve).await,
-        Some(Command::Process {
+    let command = match cli.command {
+        None => return serve(&data, cli.serve).await,
+        Some(Command::Serve(args)) => return serve(&data, args).await,
+        Some(command) => command,
+    };
+    // Everything else works on a data directory that exists: a mistyped
+    // --data must not leave a new, empty one behind.
+    server::existing_data_dir(&data)?;
+    match command {
+        Command::Serve(args) => serve(&data, args).await,
+        Command::Process {
             command: ProcessCommand::Create { title, json },
-        }) => {
+        } => {
             let out = facilitate(&data, Op::Create { title }).await?;
-            print_out(&out, json, |v| {
-                let p = &v["process"];
-                format!(
-                    "process id:   {}\ntitle:        {}\nprocess doc:  {}\ntext doc:     {}\n\nInvite members with: klad-server invite --process {} --name \"...\" --role drafter",
-                    s(&p["process_id"]),
-                    s(&p["title"]),
-                    s(&p["process_doc"]),
-                    s(&p["text_doc"]),
-                    s(&p["process_id"])
-                )
-            });
-            Ok(())
+            print_out(&out, json, created_text)
         }
-        Some(Command::Process {
-            command: ProcessCommand::Show { process },
-        }) => {
+        Command::Process {
+            command: ProcessCommand::Show { process, json },
+        } => {
             let out = facilitate(&data, Op::Show { process }).await?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(())
+            print_out(&out, json, process_text)
         }
-        Some(Command::Invite {
+        Command::Invite {
             process,
             name,
             role,
             ttl,
+            again,
             json,
-        }) => {
+        } => {
             parse_role(&role).map_err(anyhow::Error::msg)?;
-            parse_ttl(&ttl).map_err(anyhow::Error::msg)?;
+            let ttl = checked_ttl(&ttl)?;
             let out = facilitate(
                 &data,
                 Op::Invite {
@@ -233,35 +308,104 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     role,
                     ttl,
+                    again,
                 },
             )
             .await?;
             print_out(&out, json, |v| {
-                format!(
-                    "member id:          {}\nname:               {}\nrole:               {}\ncontributions doc:  {}\npeer id:            {}\nexpires at (unix):  {}\ntoken:\n{}",
-                    s(&v["member_id"]),
+                Ok(format!(
+                    "Invited {} as {}.\n{}",
                     s(&v["name"]),
                     s(&v["role"]),
-                    s(&v["contributions_doc"]),
-                    s(&v["peer_id"]),
-                    v["expires_at"],
-                    s(&v["token"])
-                )
-            });
-            Ok(())
+                    invitation_text(v)?
+                ))
+            })
         }
-        Some(Command::Phase { process, to, json }) => {
+        Command::Members { command } => members(&data, command).await,
+        Command::Phase { process, to, json } => {
             let out = facilitate(&data, Op::Phase { process, to }).await?;
             print_out(&out, json, |v| {
-                format!(
+                Ok(format!(
                     "process {} is now in the {} phase",
                     s(&v["id"]),
                     s(&v["phase"])
-                )
-            });
-            Ok(())
+                ))
+            })
         }
     }
+}
+
+async fn members(data: &Path, command: MembersCommand) -> anyhow::Result<()> {
+    match command {
+        MembersCommand::List { process, json } => {
+            let out = facilitate(data, Op::Show { process }).await?;
+            let info: ProcessInfo = serde_json::from_value(out)?;
+            let mut list: Vec<Member> = info.members.into_values().collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                println!("{}", members_text(&info.id, &list));
+            }
+            Ok(())
+        }
+        MembersCommand::Reissue {
+            process,
+            member,
+            ttl,
+            revoke_earlier,
+            json,
+        } => {
+            let ttl = checked_ttl(&ttl)?;
+            let out = facilitate(
+                data,
+                Op::Reissue {
+                    process,
+                    member,
+                    ttl,
+                    revoke_earlier,
+                },
+            )
+            .await?;
+            print_out(&out, json, |v| {
+                let earlier = if v["earlier_tokens_revoked"].as_bool() == Some(true) {
+                    "Their earlier tokens are revoked: devices that joined with one must join again with this one."
+                } else {
+                    "Their earlier tokens keep working until they expire (revoke them with --revoke-earlier)."
+                };
+                Ok(format!(
+                    "New token for {} ({}). {earlier}\n{}",
+                    s(&v["name"]),
+                    s(&v["role"]),
+                    invitation_text(v)?
+                ))
+            })
+        }
+        MembersCommand::Revoke {
+            process,
+            member,
+            json,
+        } => {
+            let out = facilitate(data, Op::Revoke { process, member }).await?;
+            print_out(&out, json, |v| {
+                Ok(format!(
+                    "Revoked every token of {} ({}, member id {}): their devices can no longer connect.\nGive them a new token with: klad-server members reissue --process {} --member {}",
+                    s(&v["name"]),
+                    s(&v["role"]),
+                    s(&v["member_id"]),
+                    s(&v["process_id"]),
+                    s(&v["member_id"])
+                ))
+            })
+        }
+    }
+}
+
+/// A token lifetime checked here, so a bad one is refused before anything
+/// is opened; the server checks it again.
+fn checked_ttl(ttl: &str) -> anyhow::Result<String> {
+    parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    Ok(ttl.trim().to_owned())
 }
 
 fn s(v: &Value) -> String {
@@ -270,15 +414,114 @@ fn s(v: &Value) -> String {
         .unwrap_or_else(|| v.to_string())
 }
 
-fn print_out(v: &Value, json: bool, text: impl FnOnce(&Value) -> String) {
+fn print_out(
+    v: &Value,
+    json: bool,
+    text: impl FnOnce(&Value) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     if json {
         println!("{v}");
     } else {
-        println!("{}", text(v));
+        println!("{}", text(v)?);
     }
+    Ok(())
+}
+
+fn created_text(v: &Value) -> anyhow::Result<String> {
+    let p = &v["process"];
+    Ok(format!(
+        "process id:   {}\ntitle:        {}\nphase:        drafting\nprocess doc:  {}\ntext doc:     {}\n\nInvite members with: klad-server invite --process {} --name \"...\" --role drafter",
+        s(&p["process_id"]),
+        s(&p["title"]),
+        s(&p["process_doc"]),
+        s(&p["text_doc"]),
+        s(&p["process_id"])
+    ))
+}
+
+fn process_text(v: &Value) -> anyhow::Result<String> {
+    let info: ProcessInfo = serde_json::from_value(v.clone())?;
+    let mut list: Vec<Member> = info.members.values().cloned().collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    Ok(format!(
+        "process id:   {}\ntitle:        {}\nphase:        {}\ntext doc:     {}\nmembers:      {}\n\n{}",
+        info.id,
+        info.title,
+        info.phase,
+        info.text_doc,
+        list.len(),
+        members_text(&info.id, &list)
+    ))
+}
+
+fn members_text(process: &ProcessId, list: &[Member]) -> String {
+    if list.is_empty() {
+        return format!(
+            "No members yet. Invite one with: klad-server invite --process {process} --name \"...\" --role drafter"
+        );
+    }
+    let rows: Vec<[String; 4]> = list
+        .iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                m.role.to_string(),
+                m.id.to_string(),
+                m.devices.len().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["name", "role", "member id", "devices"].map(str::to_owned);
+    let width = |i: usize| {
+        std::iter::once(&header)
+            .chain(&rows)
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|r| {
+            format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An invitation's fields (the same for a new member and a reissued token).
+fn invitation_text(v: &Value) -> anyhow::Result<String> {
+    let expires = v["expires_at"]
+        .as_u64()
+        .map(|secs| {
+            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .to_string()
+        })
+        .unwrap_or_else(|| v["expires_at"].to_string());
+    Ok(format!(
+        "member id:          {}\ncontributions doc:  {}\npeer id:            {}\nexpires:            {expires}\ntoken:\n{}",
+        s(&v["member_id"]),
+        s(&v["contributions_doc"]),
+        s(&v["peer_id"]),
+        s(&v["token"])
+    ))
 }
 
 async fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && let Some(hint) = path_hint()
+    {
+        println!("{hint}");
+    }
     server::serve(ServeConfig {
         listen: args.listen,
         data: data.to_path_buf(),
@@ -295,6 +538,27 @@ async fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     .await
 }
 
+/// How to call this binary by name, when `klad-server` on the PATH is not
+/// this binary (as after `cargo run`): the documented commands use the name.
+fn path_hint() -> Option<String> {
+    let me = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("klad-server")
+                .canonicalize()
+                .is_ok_and(|found| found == me)
+        })
+    });
+    if on_path {
+        return None;
+    }
+    let dir = me.parent()?;
+    Some(format!(
+        "The other commands (klad-server process create, invite, members, phase; see docs/OPERATIONS.md) call klad-server by name.\nTo have this one on your PATH in another terminal: export PATH=\"{}:$PATH\"",
+        dir.display()
+    ))
+}
+
 enum Op {
     Create {
         title: String,
@@ -307,6 +571,17 @@ enum Op {
         name: String,
         role: String,
         ttl: String,
+        again: bool,
+    },
+    Reissue {
+        process: String,
+        member: String,
+        ttl: String,
+        revoke_earlier: bool,
+    },
+    Revoke {
+        process: String,
+        member: String,
     },
     Phase {
         process: String,
@@ -355,6 +630,19 @@ fn is_connect_error(e: &anyhow::Error) -> bool {
     e.to_string().starts_with("could not connect")
 }
 
+/// `text` as one URL path segment (percent-encoded but for unreserved characters).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 async fn via_http(data: &Path, addr: &str, op: &Op) -> anyhow::Result<Value> {
     let secret = std::fs::read_to_string(admin_secret_path(data)).map_err(|e| {
         anyhow::anyhow!(
@@ -368,20 +656,48 @@ async fn via_http(data: &Path, addr: &str, op: &Op) -> anyhow::Result<Value> {
             "/api/processes".to_owned(),
             Some(json!({ "title": title })),
         ),
-        Op::Show { process } => ("GET", format!("/api/processes/{process}"), None),
+        Op::Show { process } => (
+            "GET",
+            format!("/api/processes/{}", path_segment(process)),
+            None,
+        ),
         Op::Invite {
             process,
             name,
             role,
             ttl,
+            again,
         } => (
             "POST",
-            format!("/api/processes/{process}/members"),
-            Some(json!({ "name": name, "role": role, "ttl": ttl })),
+            format!("/api/processes/{}/members", path_segment(process)),
+            Some(json!({ "name": name, "role": role, "ttl": ttl, "again": again })),
+        ),
+        Op::Reissue {
+            process,
+            member,
+            ttl,
+            revoke_earlier,
+        } => (
+            "POST",
+            format!(
+                "/api/processes/{}/members/{}/token",
+                path_segment(process),
+                path_segment(member)
+            ),
+            Some(json!({ "ttl": ttl, "revoke_earlier": revoke_earlier })),
+        ),
+        Op::Revoke { process, member } => (
+            "POST",
+            format!(
+                "/api/processes/{}/members/{}/revoke",
+                path_segment(process),
+                path_segment(member)
+            ),
+            None,
         ),
         Op::Phase { process, to } => (
             "POST",
-            format!("/api/processes/{process}/phase"),
+            format!("/api/processes/{}/phase", path_segment(process)),
             Some(json!({ "phase": to })),
         ),
     };
@@ -395,6 +711,7 @@ async fn via_http(data: &Path, addr: &str, op: &Op) -> anyhow::Result<Value> {
 
 async fn offline(engine: &server::Engine, op: Op) -> anyhow::Result<Value> {
     let f = &engine.facilitation;
+    let ttl = |t: &str| parse_ttl(t).map_err(anyhow::Error::msg);
     Ok(match op {
         Op::Create { title } => json!({ "process": f.create_process(&title).await? }),
         Op::Show { process } => serde_json::to_value(f.summary(&ProcessId(process))?)?,
@@ -402,14 +719,26 @@ async fn offline(engine: &server::Engine, op: Op) -> anyhow::Result<Value> {
             process,
             name,
             role,
-            ttl,
+            ttl: t,
+            again,
         } => {
             let role = parse_role(&role).map_err(anyhow::Error::msg)?;
-            let ttl = parse_ttl(&ttl).unwrap_or(DEFAULT_TTL);
             serde_json::to_value(
-                f.add_member(&ProcessId(process), None, &name, role, ttl)
+                f.add_member(&ProcessId(process), None, &name, role, ttl(&t)?, again)
                     .await?,
             )?
+        }
+        Op::Reissue {
+            process,
+            member,
+            ttl: t,
+            revoke_earlier,
+        } => serde_json::to_value(
+            f.reissue(&ProcessId(process), None, &member, ttl(&t)?, revoke_earlier)
+                .await?,
+        )?,
+        Op::Revoke { process, member } => {
+            serde_json::to_value(f.revoke(&ProcessId(process), None, &member).await?)?
         }
         Op::Phase { process, to } => {
             let phase = klad_core::Phase::parse(to.trim()).ok_or_else(|| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use klad_core::store::{DocStore, KvStore, SledStore};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Keys, load_or_create_admin_secret};
+use crate::auth::{Keys, SIGNING_KEY_FILE, load_or_create_admin_secret};
 use crate::connection::ConnectionShared;
 use crate::directory::Directory;
 use crate::facilitation::Facilitation;
@@ -96,6 +96,28 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// Registers the devices the gate finds in changes.
     registrar: tokio::task::JoinHandle<()>,
+}
+
+/// Checks that `data` is an existing data directory (a store and a signing
+/// key), without creating or changing anything: the command line's
+/// facilitation commands work only on one (serving creates it).
+pub fn existing_data_dir(data: &Path) -> anyhow::Result<()> {
+    let shown = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+    if !data.exists() {
+        anyhow::bail!(
+            "There is no data directory at {} ({}); nothing was done. Start the server once (`klad-server`, or `cargo run --bin klad-server` in the repository), which creates it, or name an existing one with --data <dir> (or KLAD_DATA).",
+            data.display(),
+            shown.display()
+        );
+    }
+    if !data.join(STORE_DIR).is_dir() || !data.join(SIGNING_KEY_FILE).is_file() {
+        anyhow::bail!(
+            "{} ({}) is not a klad-server data directory: it has no {STORE_DIR}/ and {SIGNING_KEY_FILE}; nothing was done. Name the server's data directory with --data <dir> (or KLAD_DATA).",
+            data.display(),
+            shown.display()
+        );
+    }
+    Ok(())
 }
 
 /// Opens the data directory (creating it) and fills the directory from the

@@ -10,34 +10,6 @@ use std::time::{Duration, SystemTime};
 use common::*;
 use klad_core::{MemberId, ProcessId, Role};
 use klad_server::auth::Keys;
-use tokio_tungstenite::tungstenite::Error as WsError;
-
-/// Tries a websocket upgrade; returns the HTTP status and body of a refusal.
-async fn refusal(url: &str, bearer: Option<&str>) -> (u16, String) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = url.into_client_request().unwrap();
-    if let Some(t) = bearer {
-        req.headers_mut()
-            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok(_) => panic!("the upgrade to {url} was accepted"),
-        Err(WsError::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            (resp.status().as_u16(), body)
-        }
-        Err(e) => panic!("unexpected error: {e}"),
-    }
-}
-
-fn error_of(body: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON error body");
-    v["error"].as_str().expect("an error sentence").to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_before_the_upgrade_with_a_reason() {
@@ -63,6 +35,7 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_a_reason() {
             &ProcessId(process.id.clone()),
             Role::Facilitator,
             Duration::from_secs(3600),
+            0,
         )
         .unwrap();
     let (status, body) = refusal(&format!("{base}?token={forged}"), None).await;
@@ -80,6 +53,7 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_a_reason() {
             &ProcessId(process.id.clone()),
             Role::Drafter,
             SystemTime::now() - Duration::from_secs(60),
+            0,
         )
         .unwrap();
     let (status, body) = refusal(&base, Some(&expired)).await;
@@ -93,6 +67,7 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_a_reason() {
             &ProcessId(process.id.clone()),
             Role::Drafter,
             Duration::from_secs(3600),
+            0,
         )
         .unwrap();
     let (status, body) = refusal(&base, Some(&stranger)).await;

@@ -167,3 +167,38 @@ async fn bad_input_gets_a_reason_and_hurts_no_one_else() {
             >= 4
     );
 }
+
+/// Sends a raw HTTP request (the body need not be JSON a test can build);
+/// returns the status line.
+async fn raw_post(server: &Server, path: &str, bearer: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_api_body_is_refused_and_the_server_stays_up() {
+    let server = Server::start(&[]).await;
+    let secret = std::fs::read_to_string(server.data.join("admin-secret")).unwrap();
+    let depth = 30_000;
+    let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    for body in [
+        format!("{{\"title\": \"Diep\", \"extra\": {nested}}}"),
+        format!("{{\"title\": {nested}}}"),
+        nested.clone(),
+    ] {
+        let status = raw_post(&server, "/api/processes", secret.trim(), &body).await;
+        assert!(status.contains(" 400 "), "{status}");
+    }
+    assert_eq!(server.http("GET", "/healthz", None, None).await.status, 200);
+    server.create_process("Diep");
+}

@@ -3,7 +3,10 @@
 //! so a phone can check another phone's token offline.
 //!
 //! A token names a member (`sub`), their process (`pid`) and their role, and
-//! expires (`exp`). It is bound to the purpose [`IMPLICIT_ASSERTION`], so a
+//! expires (`exp`). It also carries the member's token generation (`gen`,
+//! 0 when absent): the server withdraws a member's tokens by refusing every
+//! generation below a number it keeps (see klad-server's `members revoke`);
+//! a phone, which does not know that number, checks only signature and expiry. It is bound to the purpose [`IMPLICIT_ASSERTION`], so a
 //! PASETO signed for something else with the same key does not verify.
 
 use std::time::SystemTime;
@@ -20,6 +23,9 @@ use pasetors::{Public, public};
 /// The purpose every Klad member token is bound to (PASETO implicit assertion).
 pub const IMPLICIT_ASSERTION: &[u8] = b"klad-member-token-v1";
 
+/// The claim holding the member's token generation (a number).
+pub const GENERATION_CLAIM: &str = "gen";
+
 /// What a verified token says.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TokenClaims {
@@ -31,6 +37,9 @@ pub struct TokenClaims {
     pub role: Role,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The member's token generation when it was issued (claim `gen`; 0 for
+    /// tokens without one). The server refuses generations it has revoked.
+    pub generation: u64,
 }
 
 /// Why a token was refused. Each message is the sentence the server sends
@@ -65,6 +74,12 @@ pub enum TokenError {
         "The token names a member or process this server does not know. Ask a facilitator for a new invitation."
     )]
     UnknownMember,
+    /// The server has withdrawn this token (the member's earlier tokens were
+    /// revoked, with or without a new one issued).
+    #[error(
+        "This invitation has been withdrawn on the server, so its token no longer works. Ask a facilitator for a new invitation."
+    )]
+    Revoked,
 }
 
 impl TokenError {
@@ -77,6 +92,7 @@ impl TokenError {
             TokenError::Expired => "token_expired",
             TokenError::MissingClaims => "token_missing_claims",
             TokenError::UnknownMember => "token_unknown_member",
+            TokenError::Revoked => "token_revoked",
         }
     }
 }
@@ -153,11 +169,16 @@ impl PublicKey {
                 .ok_or(TokenError::MissingClaims)
         };
         let role = Role::parse(&text("role")?).ok_or(TokenError::MissingClaims)?;
+        let generation = match claims.get_claim(GENERATION_CLAIM) {
+            None => 0,
+            Some(v) => v.as_u64().ok_or(TokenError::MissingClaims)?,
+        };
         Ok(TokenClaims {
             member: MemberId(text("sub")?),
             process: ProcessId(text("pid")?),
             role,
             expires_at: expiry_secs(&text("exp")?),
+            generation,
         })
     }
 }
@@ -206,14 +227,34 @@ mod tests {
     }
 
     #[test]
+    fn the_generation_claim_is_read_and_must_be_a_number() {
+        let kp = AsymmetricKeyPair::<V4>::generate().unwrap();
+        let key = PublicKey::from(kp.public.clone());
+        let with = |generation: serde_json::Value| {
+            let mut c = Claims::new().unwrap();
+            c.expiration("2999-01-01T00:00:00Z").unwrap();
+            c.subject("m1").unwrap();
+            c.add_additional("pid", "p1").unwrap();
+            c.add_additional("role", "drafter").unwrap();
+            c.add_additional(GENERATION_CLAIM, generation).unwrap();
+            public::sign(&kp.secret, &c, None, Some(IMPLICIT_ASSERTION)).unwrap()
+        };
+        assert_eq!(key.verify(&with(3.into())).unwrap().generation, 3);
+        assert_eq!(
+            key.verify(&with("three".into())),
+            Err(TokenError::MissingClaims)
+        );
+    }
+
+    #[test]
     fn tokens_verify_with_the_public_key_only() {
         let kp = AsymmetricKeyPair::<V4>::generate().unwrap();
         let key = PublicKey::from_paserk(&PublicKey::from(kp.public.clone()).to_paserk()).unwrap();
         let t = sign(&kp, "2999-01-01T00:00:00Z", "drafter");
         let c = key.verify(&t).unwrap();
         assert_eq!(
-            (c.member.as_str(), c.process.as_str(), c.role),
-            ("m1", "p1", Role::Drafter)
+            (c.member.as_str(), c.process.as_str(), c.role, c.generation),
+            ("m1", "p1", Role::Drafter, 0)
         );
         assert_eq!(
             unverified_claims(&t).unwrap(),

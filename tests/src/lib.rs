@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-/// The shared test-data directory: `$KLAD_SHARED_DATA`, or `../shared/data`
-/// next to the repository (where CI and developers have it).
-pub fn shared_data_dir() -> PathBuf {
+/// The test-data directory: `tests/data` in the repository (see its
+/// README.md), or `$KLAD_SHARED_DATA` when set (a directory holding the same
+/// files).
+pub fn test_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KLAD_SHARED_DATA") {
         return PathBuf::from(dir);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
 /// One transaction of an editing trace: patches `(position, deleted, inserted)`
@@ -48,12 +49,12 @@ pub struct Trace {
 
 /// Reads `automerge-paper.json.gz`, a real 259,778-edit typing trace
 /// (CC BY 4.0: Joseph Gentle's editing-traces collection, from Martin
-/// Kleppmann's automerge-perf data set; see `shared/data/README.md`).
+/// Kleppmann's automerge-perf data set; see `tests/data/README.md`).
 pub fn automerge_paper_trace() -> anyhow::Result<Trace> {
-    let path = shared_data_dir().join("automerge-paper.json.gz");
+    let path = test_data_dir().join("automerge-paper.json.gz");
     let file = std::fs::File::open(&path).map_err(|e| {
         anyhow::anyhow!(
-            "cannot open the editing trace at {} ({e}); set KLAD_SHARED_DATA to the shared/data directory",
+            "cannot open the editing trace at {} ({e}); it is part of the repository (tests/data), or unset KLAD_SHARED_DATA if it points elsewhere",
             path.display()
         )
     })?;

@@ -1,5 +1,5 @@
 //! Replays the real 259,778-edit typing trace (CC BY 4.0, see
-//! `shared/data/README.md`) through klad-core's public edit API, one change per
+//! `tests/data/README.md`) through klad-core's public edit API, one change per
 //! transaction, and checks the final text is exactly the trace's `endContent`.
 
 use klad_core::*;

@@ -181,10 +181,31 @@ impl Server {
     }
 }
 
+/// A child process, killed (and reaped) if the test ends without stopping it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Runs the command line on `data` and returns what it did (status, stdout, stderr).
+pub fn cli_output(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the klad-server binary runs")
 }
 
 pub fn cli(data: &Path, args: &[&str]) -> Value {
@@ -610,4 +631,32 @@ pub fn node_available() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Tries a websocket upgrade; returns the HTTP status and body of a refusal.
+pub async fn refusal(url: &str, bearer: Option<&str>) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = bearer {
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => panic!("the upgrade to {url} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            (resp.status().as_u16(), body)
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// The sentence of a JSON error body (`{"error": ...}`).
+pub fn error_of(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON error body");
+    v["error"].as_str().expect("an error sentence").to_owned()
 }

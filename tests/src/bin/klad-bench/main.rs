@@ -6,7 +6,7 @@
 //! this binary), `store-load` or `typing` (the phone's replica typing offline).
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
-//! see shared/data/README.md) through klad-core's public edit API and through
+//! see tests/data/README.md) through klad-core's public edit API and through
 //! raw `automerge`, each in a child process of its own (so peak memory is that
 //! run's alone), one change per edit and batched, and prints a Markdown table
 //! of time, peak memory and saved size with klad/raw ratios.

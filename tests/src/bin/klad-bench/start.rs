@@ -91,6 +91,7 @@ async fn populate(data: &Path, processes: usize) -> anyhow::Result<Sample> {
                 "Anna",
                 Role::Drafter,
                 Duration::from_secs(86_400),
+                false,
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -100,6 +101,7 @@ async fn populate(data: &Path, processes: usize) -> anyhow::Result<Sample> {
             "Olga",
             Role::Official,
             Duration::from_secs(86_400),
+            false,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -3,7 +3,7 @@
 //! `Replica::keystroke`, its journal record appended and synced, `written`,
 //! the status recount — for the first
 //! 20,000 edits of the automerge-paper trace (CC BY 4.0, see
-//! shared/data/README.md), committed every 25 keystrokes (a typing window).
+//! tests/data/README.md), committed every 25 keystrokes (a typing window).
 //!
 //! Baseline, same process, same filesystem: appending a 111-byte record to a
 //! file and `fsync`-ing it, in blocks of 100 between the blocks of 100

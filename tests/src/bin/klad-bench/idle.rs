@@ -521,13 +521,14 @@ pub async fn run(args: &[&str]) -> anyhow::Result<()> {
         let server = Server::start_js(dir).await?;
         let url = format!("ws://{}/", server.addr);
         // The same documents, uploaded under the same ids.
-        let mut up = Client::connect(
+        let mut up = Client::connect_retrying(
             &url,
             "idle-seeder",
             JS_SERVER_PEER_ID,
             Instant::now() + o.step_limit,
         )
-        .await?;
+        .await
+        .context("the uploading client could not join the JS server")?;
         let all: Vec<(String, Automerge)> = copies
             .iter()
             .flat_map(|m| m.iter().map(|(id, doc)| (id.clone(), doc.clone())))

@@ -316,6 +316,30 @@ impl Client {
         Ok(c)
     }
 
+    /// [`Client::connect`], tried up to three times (10 s each) before
+    /// `deadline`: the JS server, just started, sometimes takes a connection
+    /// before its websocket adapter listens for messages, never answers the
+    /// `join` and resets the socket at its next keep-alive round.
+    pub async fn connect_retrying(
+        url: &str,
+        me: &str,
+        server_peer: &str,
+        deadline: Instant,
+    ) -> anyhow::Result<Client> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let attempt = deadline.min(Instant::now() + Duration::from_secs(10));
+            match Client::connect(url, me, server_peer, attempt).await {
+                Ok(c) => return Ok(c),
+                Err(e) if tries >= 3 || Instant::now() >= deadline => {
+                    return Err(e.context(format!("after {tries} tries")));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     /// Shares the outcome of first messages with the other clients of `memo`.
     pub fn with_memo(mut self, memo: Arc<Memo>) -> Self {
         self.memo = Some(memo);

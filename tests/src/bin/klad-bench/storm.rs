@@ -385,7 +385,9 @@ async fn seed_js(
     deadline: Instant,
 ) -> anyhow::Result<()> {
     let url = format!("ws://{}/", server.addr);
-    let mut up = Client::connect(&url, "storm-seeder", JS_SERVER_PEER_ID, deadline).await?;
+    let mut up = Client::connect_retrying(&url, "storm-seeder", JS_SERVER_PEER_ID, deadline)
+        .await
+        .context("the uploading client could not join")?;
     up.open(docs.iter().map(|(id, d)| (id.clone(), Some(d.clone()))))
         .await?;
     let ids: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
@@ -615,7 +617,9 @@ pub async fn run(args: &[&str]) -> anyhow::Result<()> {
     let o = parse(args)?;
     let bin = server_bin()?;
     let (soft, hard) = raise_fd_limit();
-    let need = 2 * o.members.iter().copied().max().unwrap_or(0) + 256;
+    // A socket per client here, and one per client in the server (which
+    // inherits the limit).
+    let need = o.members.iter().copied().max().unwrap_or(0) + 256;
     if soft < need as u64 {
         bail!(
             "open files are limited to {soft} (hard {hard}); the storm needs about {need}: raise the hard limit (ulimit -Hn)"

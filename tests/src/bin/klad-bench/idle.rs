@@ -131,6 +131,14 @@ struct Step {
     secs: f64,
 }
 
+/// The machine's 1-minute load average (`/proc/loadavg`).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The median of five RSS samples 100 ms apart.
 async fn rss_kib(pid: u32) -> u64 {
     let ticks = procfs::clock_ticks();
@@ -164,6 +172,8 @@ struct Run {
     idle_frames: u64,
     /// Connections lost while idle.
     lost: Vec<String>,
+    /// The machine's 1-minute load average at the start and at the end.
+    load: (String, String),
 }
 
 /// The idle connections of a run, and what they share.
@@ -241,6 +251,7 @@ async fn measure(
     fd_room: usize,
 ) -> anyhow::Result<(Run, Vec<HashMap<String, Automerge>>)> {
     let processes = target.process_docs.len();
+    let load_before = load_average();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut holders = Vec::new();
     let before_kib = rss_kib(server.pid).await;
@@ -310,6 +321,7 @@ async fn measure(
         stopped: None,
         idle_frames: 0,
         lost: Vec::new(),
+        load: (load_before, String::new()),
     };
     // Connection numbers 0.. are the added ones; the baseline ones count too.
     let mut have = processes;
@@ -355,6 +367,7 @@ async fn measure(
             secs,
         });
     }
+    run.load.1 = load_average();
     let _ = stop_tx.send(true);
     // Every connection closes; those still open after 30 s are cut off.
     let holders = std::mem::take(&mut fleet.holders);
@@ -449,6 +462,10 @@ fn report(run: &Run, processes: usize, drafters: usize) {
     println!(
         "- Idle connections received {} frame(s) in all after they had everything (answers to their last sync message, and anything later).",
         run.idle_frames
+    );
+    println!(
+        "- The machine's load average (1 min) was {} at the start of this run and {} at its end.",
+        run.load.0, run.load.1
     );
     for (n, e) in summarize_errors(&run.lost).into_iter().take(3) {
         println!("- {n} idle connection(s) were lost: {e}");

@@ -108,6 +108,10 @@ struct Storm {
     server_peak_kib: u64,
     server_rss_before_kib: u64,
     generator_cpu: f64,
+    /// CPU seconds the rest of the machine used meanwhile.
+    others_cpu: f64,
+    /// Seconds from the start until the last outcome.
+    wall: f64,
     documents: usize,
 }
 
@@ -134,6 +138,7 @@ async fn storm(
     let before = procfs::sample(Some(pid), ticks).unwrap_or_default();
     let reset = reset_peak(pid);
     let gen_before = procfs::sample(None, ticks).unwrap_or_default();
+    let machine_before = procfs::machine_cpu();
     // The server's RSS, sampled until the storm ends (also when the peak
     // cannot be reset).
     let (sampling_tx, mut sampling_rx) = watch::channel(false);
@@ -222,6 +227,8 @@ async fn storm(
     }
     let gen_after = procfs::sample(None, ticks).unwrap_or_default();
     let after = procfs::sample(Some(pid), ticks).unwrap_or_default();
+    let machine_after = procfs::machine_cpu();
+    let wall = t0.elapsed().as_secs_f64();
     let _ = sampling_tx.send(true);
     let sampled = sampler.await.unwrap_or(0);
     let server_peak_kib = if reset {
@@ -253,15 +260,20 @@ async fn storm(
             }
         }
     }
+    let server_cpu = after.cpu_secs - before.cpu_secs;
+    let generator_cpu = gen_after.cpu_secs - gen_before.cpu_secs;
+    let machine_cpu = machine_after.0.saturating_sub(machine_before.0) as f64 / ticks;
     Storm {
         done,
         connected,
         errors,
         lost_after,
-        server_cpu: after.cpu_secs - before.cpu_secs,
+        server_cpu,
+        others_cpu: (machine_cpu - server_cpu - generator_cpu).max(0.0),
+        wall,
         server_peak_kib,
         server_rss_before_kib: before.rss_kib,
-        generator_cpu: gen_after.cpu_secs - gen_before.cpu_secs,
+        generator_cpu,
         documents,
     }
 }
@@ -440,6 +452,12 @@ fn storm_notes(s: &Storm, notes: &mut Vec<String>) {
         s.server_rss_before_kib as f64 / 1024.0,
         s.server_cpu * 1e6 / syncs.max(1) as f64,
         s.generator_cpu * 1e6 / syncs.max(1) as f64,
+    ));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    notes.push(format!(
+        "the rest of the machine used {:.1} CPU-s of the {:.1} available during the storm",
+        s.others_cpu,
+        s.wall * cores as f64
     ));
     for (n, e) in summarize_errors(&s.errors).into_iter().take(5) {
         notes.push(format!("{n} client(s) failed: {e}"));

@@ -656,12 +656,11 @@ pub fn summarize_errors(errors: &[String]) -> Vec<(usize, String)> {
         let key: String = e
             .split_whitespace()
             .map(|w| {
-                // Document ids (base58, 20+ characters) and member ids.
-                if w.len() >= 20
-                    && w.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == ':' || c == ')' || c == ',')
-                {
-                    "<id>".to_owned()
+                // Document ids (base58, 20+ characters) and member ids, with
+                // the punctuation that follows them.
+                let id = w.trim_end_matches([')', ',', ';', '.']);
+                if id.len() >= 20 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == ':') {
+                    format!("<id>{}", &w[id.len()..])
                 } else {
                     w.chars()
                         .map(|c| if c.is_ascii_digit() { '#' } else { c })

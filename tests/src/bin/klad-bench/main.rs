@@ -3,7 +3,9 @@
 //!
 //! `cargo run --release -p klad-tests --bin klad-bench -- <benchmark>`, with
 //! `core-editing`, `wire`, `start` (needs the release `klad-server` next to
-//! this binary), `store-load` or `typing` (the phone's replica typing offline).
+//! this binary), `store-load`, `typing` (the phone's replica typing offline),
+//! `storm` (N members open the app at once; see storm.rs) or `idle` (memory
+//! per idle connection; see idle.rs).
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
 //! see tests/data/README.md) through klad-core's public edit API and through
@@ -14,8 +16,11 @@
 use std::process::Command;
 use std::time::Instant;
 
+mod idle;
+mod rawclient;
 mod samod_client;
 mod start;
+mod storm;
 mod typing;
 mod wire;
 
@@ -230,8 +235,10 @@ fn main() -> anyhow::Result<()> {
         ["wire"] => tokio_main(wire::run()),
         ["typing"] => typing::run(),
         ["typing-raw"] => typing::raw(),
+        ["storm", rest @ ..] => tokio_main(storm::run(rest)),
+        ["idle", rest @ ..] => tokio_main(idle::run(rest)),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load or typing"
+            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, typing, storm or idle"
         ),
     }
 }

@@ -3,13 +3,17 @@
 # tables of docs/BENCHMARKS.md rewritten with the results.
 #
 #   bash scripts/bench.sh            # everything, then docs/BENCHMARKS.md
-#   bash scripts/bench.sh core wire  # only these parts (core wire start load phone typing)
+#   bash scripts/bench.sh core wire  # only these parts (core wire start load phone typing storm idle)
 #
 # Each part prints Markdown to target/bench/<part>.md; the script then puts
 # each part's file between its `<!-- bench:<part> -->` markers in
 # docs/BENCHMARKS.md, leaving the written text around them as it is. Numbers
 # are ratios to a baseline measured in the same run; nothing is asserted.
-# Loopback only. About 6 minutes on 2 cores once the release build is cached.
+# Loopback only. About 16 minutes on 2 cores once the release build is cached
+# (storm about 7, idle about 2). storm and idle open thousands of sockets:
+# klad-bench raises its open-files soft limit to the hard limit (the servers
+# it starts inherit it); with a hard limit below about 10,300 idle reports
+# the step it could not reach.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -20,7 +24,7 @@ OUT="$TARGET/bench"
 DOC="$ROOT/docs/BENCHMARKS.md"
 mkdir -p "$OUT"
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(core wire start load phone typing)
+[ ${#parts[@]} -gt 0 ] || parts=(core wire start load phone typing storm idle)
 
 # The editing trace is in the repository (tests/data, with its attribution);
 # KLAD_SHARED_DATA points the tests at another directory holding it.
@@ -35,6 +39,14 @@ echo "== release build"
 cargo build --release --locked -p klad-server -p klad-tests \
   --bin klad-server --bin klad-bench --bin klad-load
 BENCH="$TARGET/release/klad-bench"
+
+# The JS reference server of storm and idle (bench-load.sh does the same).
+js_server() {
+  local js="$ROOT/tests/bench/js-server"
+  [ -d "$js/node_modules" ] && return 0
+  (cd "$js" && { npm ci --no-audit --no-fund --loglevel=error >&2 ||
+    npm install --no-audit --no-fund --no-save --loglevel=error >&2; })
+}
 
 run_part() {
   local part=$1 t0
@@ -60,8 +72,18 @@ run_part() {
     phone)
       bash scripts/bench-phone.sh "$OUT/phone.md" > /dev/null
       [ -s "$OUT/phone.md" ] || { echo "error: scripts/bench-phone.sh wrote no report" >&2; return 1; } ;;
+    storm)
+      js_server
+      { echo "Command: \`cargo run --release -p klad-tests --bin klad-bench -- storm --members 200,1000\` (with the release \`klad-server\` next to it and the JS server's packages installed in tests/bench/js-server)"; echo
+        "$BENCH" storm --members 200,1000; } > "$OUT/storm.md" ;;
+    idle)
+      js_server
+      { echo "Command: \`cargo run --release -p klad-tests --bin klad-bench -- idle --connections 1000,5000,10000 --js --js-connections 1000,2000\`, then \`-- idle --join-only\`"; echo
+        "$BENCH" idle --connections 1000,5000,10000 --js --js-connections 1000,2000
+        echo "#### The same with bare connections (\`--join-only\`: they join and open no document)"; echo
+        "$BENCH" idle --connections 1000,5000,10000 --join-only; } > "$OUT/idle.md" ;;
     *)
-      echo "error: unknown part '$part'; choose from core wire start load phone typing" >&2
+      echo "error: unknown part '$part'; choose from core wire start load phone typing storm idle" >&2
       return 1 ;;
   esac
   cat "$OUT/$part.md"

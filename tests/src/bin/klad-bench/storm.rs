@@ -110,6 +110,8 @@ struct Storm {
     generator_cpu: f64,
     /// CPU seconds the rest of the machine used meanwhile.
     others_cpu: f64,
+    /// Frames the clients that had everything received until then.
+    frames: u64,
     /// Seconds from the start until the last outcome.
     wall: f64,
     documents: usize,
@@ -156,7 +158,7 @@ async fn storm(
         max
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Result<(f64, f64), String>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<(f64, f64, u64), String>>();
     let t0 = Instant::now();
     let deadline = t0 + limit;
     // Held connections close at the latest this long after the bound.
@@ -194,7 +196,8 @@ async fn storm(
             match r {
                 Ok(c) => {
                     let done = t0.elapsed().as_secs_f64();
-                    let _ = tx.send(Ok((connected_at.unwrap_or(done), done)));
+                    let frames = c.frames_in;
+                    let _ = tx.send(Ok((connected_at.unwrap_or(done), done, frames)));
                     // Stays connected, as a phone does, until the storm ends.
                     c.hold(stop, hold_deadline, false)
                         .await
@@ -212,10 +215,13 @@ async fn storm(
     let mut done = Vec::with_capacity(n);
     let mut connected = Vec::new();
     let mut errors = Vec::new();
+    // Frames the clients that had everything received until then.
+    let mut frames = 0u64;
     while done.len() < n {
         match tokio::time::timeout_at(deadline + Duration::from_secs(2), rx.recv()).await {
-            Ok(Some(Ok((c, d)))) => {
+            Ok(Some(Ok((c, d, f)))) => {
                 connected.push(c);
+                frames += f;
                 done.push(Some(d));
             }
             Ok(Some(Err(e))) => {
@@ -270,6 +276,7 @@ async fn storm(
         lost_after,
         server_cpu,
         others_cpu: (machine_cpu - server_cpu - generator_cpu).max(0.0),
+        frames,
         wall,
         server_peak_kib,
         server_rss_before_kib: before.rss_kib,
@@ -453,6 +460,13 @@ fn storm_notes(s: &Storm, notes: &mut Vec<String>) {
         s.server_cpu * 1e6 / syncs.max(1) as f64,
         s.generator_cpu * 1e6 / syncs.max(1) as f64,
     ));
+    let finished = s.done.iter().flatten().count();
+    if finished > 0 {
+        notes.push(format!(
+            "a client that had everything had received {:.2} frames per document by then",
+            s.frames as f64 / (finished * s.documents) as f64
+        ));
+    }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     notes.push(format!(
         "the rest of the machine used {:.1} CPU-s of the {:.1} available during the storm",

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::sync::{Message, State, SyncDoc};
-use automerge::transaction::Transactable;
+use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ChangeHash, ROOT};
 use ciborium::Value;
 use klad_core::rules::ReadOnlyReason;
@@ -393,7 +393,9 @@ impl Sim {
         let peer = &mut self.peers[p];
         let mut tx = peer.docs[d].transaction();
         tx.put(ROOT, key, n).unwrap();
-        tx.commit();
+        // Time 0: a seed's change hashes, and so its run, are the same on
+        // every machine.
+        tx.commit_with(CommitOptions::default().with_time(0));
         self.peer_send(p, d);
     }
 

@@ -235,6 +235,13 @@ impl Metrics {
             "Storage calls that failed.",
             g(&self.storage_errors),
         );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let _ = writeln!(
+                out,
+                "# HELP klad_tokio_tasks Tasks alive in the server's async runtime (connections, hubs, stores).\n# TYPE klad_tokio_tasks gauge\nklad_tokio_tasks {}",
+                rt.metrics().num_alive_tasks()
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP klad_connections_open Websocket connections open now.\n# TYPE klad_connections_open gauge\nklad_connections_open {}",

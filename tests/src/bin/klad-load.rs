@@ -108,6 +108,17 @@ struct Cli {
     /// The command to name in the report (default: this program's arguments).
     #[arg(long)]
     command: Option<String>,
+
+    /// The soak: sample the server's memory, open file descriptors, runtime
+    /// tasks and latency every this many seconds of the steady load, and
+    /// report whether they stay flat after warm-up (0: no sampling).
+    #[arg(long, default_value_t = 0)]
+    sample_secs: u64,
+
+    /// Where the soak writes its samples (CSV) and picture (SVG), one pair
+    /// per run, named after the server and the number of clients.
+    #[arg(long, requires = "sample_secs")]
+    soak_out: Option<PathBuf>,
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for now.
@@ -133,6 +144,56 @@ fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// The soak's section of the report for run `r`, writing its CSV and SVG
+/// to `out` when given.
+fn soak_report(
+    r: &RunResult,
+    every_secs: u64,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let name = format!(
+        "soak-{}-{}",
+        match r.kind {
+            Kind::Klad => "klad",
+            Kind::Js => "js",
+        },
+        r.clients
+    );
+    let mut text = format!(
+        "\n## Soak: {} with {} clients, sampled every {every_secs} s\n\n{}",
+        r.kind.label(),
+        r.clients,
+        load::soak::summary(&r.samples)
+    );
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "could not create {}; pick another --soak-out",
+                dir.display()
+            )
+        })?;
+        let title = format!(
+            "{} under {} clients, sampled every {every_secs} s",
+            r.kind.label(),
+            r.clients
+        );
+        for (ext, body) in [
+            ("csv", load::soak::csv(&r.samples)),
+            ("svg", load::soak::svg(&title, &r.samples)),
+        ] {
+            let path = dir.join(format!("{name}.{ext}"));
+            std::fs::write(&path, body).with_context(|| {
+                format!(
+                    "could not write {}; pick another --soak-out",
+                    path.display()
+                )
+            })?;
+            text.push_str(&format!("- {ext}: {}\n", path.display()));
+        }
+    }
+    Ok(text)
 }
 
 fn js_versions(js_dir: &std::path::Path) -> String {
@@ -219,7 +280,15 @@ async fn benchmark(cli: Cli) -> anyhow::Result<()> {
         connect_parallelism: cli.connect_parallelism.max(1),
         klad_server,
         js_dir: cli.js_server_dir.clone(),
+        sample_every: (cli.sample_secs > 0).then(|| Duration::from_secs(cli.sample_secs)),
     };
+    if plan.sample_every.is_some_and(|every| every > plan.steady) {
+        bail!(
+            "--sample-secs {} is longer than the steady load (--steady-secs {}); sample more often or load longer",
+            cli.sample_secs,
+            cli.steady_secs
+        );
+    }
     let command = cli.command.clone().unwrap_or_else(|| {
         std::env::args()
             .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
@@ -291,7 +360,10 @@ acknowledged or forwarded). JS server: the first client of each group creates th
         }
     }
 
-    let text = report::markdown(&header, &runs, &failures);
+    let mut text = report::markdown(&header, &runs, &failures);
+    for r in runs.iter().filter(|_| plan.sample_every.is_some()) {
+        text.push_str(&soak_report(r, cli.sample_secs, cli.soak_out.as_deref())?);
+    }
     println!("{text}");
     if let Some(out) = &cli.out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -39,6 +39,8 @@ pub struct Counters {
     pub delivered: AtomicU64,
     /// Whether lost connections count now (not while clients stop).
     pub counting: AtomicBool,
+    /// Latencies since the soak's sampler last looked (while it runs).
+    pub window: super::soak::Window,
 }
 
 /// Dials the server's websocket (plain `ws://` on loopback) and counts failures.
@@ -512,7 +514,9 @@ pub async fn receive(
                         break;
                     }
                     let us = now.duration_since(*made_at).as_micros();
-                    received.latencies_us.push(us.min(u32::MAX as u128) as u32);
+                    let us = us.min(u32::MAX as u128) as u32;
+                    received.latencies_us.push(us);
+                    counters.window.push(us);
                     next[*w] += 1;
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
                 }

@@ -12,6 +12,8 @@ pub struct ProcSample {
     pub rss_kib: u64,
     /// Peak resident memory since the process started, in KiB.
     pub peak_kib: u64,
+    /// OS threads now.
+    pub threads: u64,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on
@@ -42,7 +44,7 @@ pub fn sample(pid: Option<u32>, ticks: f64) -> Option<ProcSample> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
-    let kib = |key: &str| {
+    let field = |key: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
@@ -52,9 +54,17 @@ pub fn sample(pid: Option<u32>, ticks: f64) -> Option<ProcSample> {
     };
     Some(ProcSample {
         cpu_secs: (utime + stime) / ticks,
-        rss_kib: kib("VmRSS:"),
-        peak_kib: kib("VmHWM:"),
+        rss_kib: field("VmRSS:"),
+        peak_kib: field("VmHWM:"),
+        threads: field("Threads:"),
     })
+}
+
+/// Open file descriptors of process `pid` (the entries of `/proc/<pid>/fd`);
+/// `None` when the process is gone or not ours to look at.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(entries.count() as u64)
 }
 
 /// The machine's CPU counters from `/proc/stat`: (busy, total) jiffies over

@@ -78,6 +78,8 @@ pub struct RunResult {
     pub mean_body_chars: usize,
     /// The server's peak resident memory (VmHWM), KiB.
     pub server_rss_peak_kib: u64,
+    /// The soak's samples during the steady load (empty unless asked for).
+    pub samples: Vec<super::soak::Sample>,
     /// The server's resident memory at the end of the load, KiB.
     pub server_rss_end_kib: u64,
     /// The server's CPU seconds during the window.
@@ -138,6 +140,7 @@ impl RunResult {
             diverged: 0,
             mean_body_chars: 0,
             server_rss_peak_kib: 0,
+            samples: Vec::new(),
             server_rss_end_kib: 0,
             server_cpu_window: 0.0,
             server_cpu_total: 0.0,

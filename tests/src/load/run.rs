@@ -16,6 +16,7 @@ use super::clients::{
 use super::procfs::{self, ProcSample};
 use super::report::{LatencySummary, RunResult};
 use super::servers::{self, Kind, Server};
+use super::soak;
 
 /// What every run does; the same for both servers.
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct Plan {
     pub klad_server: PathBuf,
     /// The directory of the JavaScript server (`server.mjs`, `node_modules`).
     pub js_dir: PathBuf,
+    /// Sample the server this often during the steady load (the soak).
+    pub sample_every: Option<Duration>,
 }
 
 /// Who a client is: its group, index in the group, peer id and URL.
@@ -222,12 +225,37 @@ pub async fn run(kind: Kind, clients: usize, plan: &Plan) -> anyhow::Result<RunR
     let self_before = procfs::sample(None, ticks).unwrap_or_default();
     let machine_before = procfs::machine_cpu();
 
-    for t in typists {
-        let stats: TypingStats = t.await.unwrap_or_default();
-        result.planned += stats.planned;
-        result.sent += stats.sent;
-        result.max_lag = result.max_lag.max(stats.max_lag);
-    }
+    let typing = async {
+        let mut all = TypingStats::default();
+        for t in typists {
+            let stats: TypingStats = t.await.unwrap_or_default();
+            all.planned += stats.planned;
+            all.sent += stats.sent;
+            all.max_lag = all.max_lag.max(stats.max_lag);
+        }
+        all
+    };
+    let sampling = async {
+        match plan.sample_every {
+            Some(every) => {
+                soak::sample_until(
+                    server.pid,
+                    &counters.window,
+                    every,
+                    start.into_std(),
+                    end.into_std(),
+                    || server.metrics(),
+                )
+                .await
+            }
+            None => Vec::new(),
+        }
+    };
+    let (stats, samples) = tokio::join!(typing, sampling);
+    result.planned = stats.planned;
+    result.sent = stats.sent;
+    result.max_lag = stats.max_lag;
+    result.samples = samples;
     // Every edit should reach every other connected client of its document.
     result.expected = connected
         .iter()

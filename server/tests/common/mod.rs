@@ -54,6 +54,20 @@ impl Server {
         s
     }
 
+    /// Starts a server on data directory `data` (created by the server)
+    /// and a free port.
+    pub async fn start_in(data: PathBuf, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            data,
+            addr: "127.0.0.1:0".into(),
+            _dir: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.launch().await;
+        s
+    }
+
     /// Starts (again) on the same data directory and port.
     pub async fn launch(&mut self) {
         let _ = std::fs::remove_file(self.data.join("server.json"));

@@ -4,7 +4,9 @@
 # Node automerge-repo interop client (its npm packages are installed from the
 # lockfile on first use), then the phone client's generated bindings: Python
 # (pytest) and Kotlin/JVM against a real server, and the Swift C header with gcc
-# (pytest, kotlinc and JNA are installed on first use).
+# (pytest, kotlinc and JNA are installed on first use). Between the two, a short
+# schemathesis run against a real server (scripts/schemathesis.sh; schemathesis
+# is installed on first use).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,5 +21,10 @@ fi
 # nextest runs every test in its own process, in parallel, and ends with one
 # summary line for the whole workspace.
 cargo nextest run --workspace --locked --no-fail-fast
+
+# The HTTP API as an attacker sees it (docs/RELIABILITY.md): schemathesis
+# against the OpenAPI description a real server serves, a few examples per
+# call; the server binary is the one nextest built above.
+bash scripts/schemathesis.sh "${KLAD_SCHEMATHESIS_EXAMPLES:-10}"
 
 bash client-ffi/scripts/test-bindings.sh

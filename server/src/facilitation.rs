@@ -10,6 +10,19 @@
 //! the hub is told that access may have changed, so open connections follow
 //! a phase change or a new member at once.
 //!
+//! Every act either does all of its work or none of it. Whatever can fail
+//! (checks, building the new document, reading what it will say, signing a
+//! token) happens before the first write; the act's change of the process
+//! document is one write and its commit point. Documents written before it
+//! (a new member's contributions, a new process's text) are named by no
+//! process document until then, so a failure or a panic before it leaves
+//! nothing anyone can see; what follows it (the directory, the process
+//! record, telling the hub) cannot fail the act: a record that could not be
+//! stored is logged and corrected from the document at the next start.
+//! Revocations, kept outside documents, have the stored revocation as their
+//! commit point in the same way. HTTP handlers run these acts in a task of
+//! their own, so a client that hangs up does not cut one short.
+//!
 //! Reads of a process document come from the store: the server is its only
 //! writer (members have read-only access, so the hub applies nothing of
 //! theirs), every write is serialised here and returns once stored, so the
@@ -53,6 +66,9 @@ pub enum FacilitationError {
     /// The request clashes with what is there (a member of that name exists).
     #[error("{0}")]
     Conflict(String),
+    /// The server is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
     /// The server failed.
     #[error("{0}")]
     Internal(String),
@@ -71,7 +87,7 @@ impl From<klad_core::Error> for FacilitationError {
 
 impl From<Stopped> for FacilitationError {
     fn from(e: Stopped) -> Self {
-        FacilitationError::Internal(e.to_string())
+        FacilitationError::Unavailable(e.to_string())
     }
 }
 
@@ -200,6 +216,17 @@ pub struct Facilitation {
     /// Per member, the lowest token generation still valid (members with
     /// none revoked are absent). Kept in the store; read at start.
     valid_from: std::sync::Mutex<HashMap<MemberId, u64>>,
+    /// Fault injection for tests: a new member or process of this name
+    /// panics between its first write and its commit point.
+    fault_panic_name: Option<String>,
+}
+
+/// What the facilitator who opens a process needs to become its first member.
+pub struct Opener<'a> {
+    /// Their name (as in the process they came from).
+    pub name: &'a str,
+    /// Their token's lifetime.
+    pub ttl: Duration,
 }
 
 impl Facilitation {
@@ -220,6 +247,24 @@ impl Facilitation {
             serial: tokio::sync::Mutex::new(()),
             verified: std::sync::Mutex::new(HashSet::new()),
             valid_from: std::sync::Mutex::new(HashMap::new()),
+            fault_panic_name: None,
+        }
+    }
+
+    /// Fault injection for tests (never in production): adding a member
+    /// called `name`, or opening a process titled `name`, panics after the
+    /// act's first write and before its commit point, as a bug there would.
+    pub fn with_fault_panic_name(mut self, name: Option<String>) -> Self {
+        self.fault_panic_name = name;
+        self
+    }
+
+    /// Panics if `name` is the fault injection's name (see
+    /// [`Self::with_fault_panic_name`]).
+    fn fault_point(&self, name: &str) {
+        if self.fault_panic_name.as_deref() == Some(name.trim()) {
+            // Deliberate: the tests' stand-in for a bug between two writes.
+            panic!("fault injection: a panic before the commit point ({name:?})");
         }
     }
 
@@ -301,13 +346,7 @@ impl Facilitation {
     /// Records what a process document says: in the store first (so that the
     /// next start knows it without loading the process), then in the directory.
     async fn publish(&self, info: ProcessInfo) -> Result<(), FacilitationError> {
-        let kv = self.kv.clone();
-        let key = process_list_key(&info.id)?;
-        let bytes = serde_json::to_vec(&info).map_err(internal)?;
-        tokio::task::spawn_blocking(move || kv.put(&key, &bytes))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        self.store_record(&info).await?;
         self.directory.upsert(info);
         Ok(())
     }
@@ -401,25 +440,78 @@ impl Facilitation {
         }
     }
 
-    /// Writes a change of the process document, records what it says now,
-    /// and has the hub decide access again.
-    async fn write_process(
+    /// Writes a change of the process document: the commit point of an act.
+    /// What the document says afterwards is read first (it can fail); once
+    /// the change is stored nothing fails: the directory takes it, the
+    /// process record is stored, and the hub decides access again.
+    async fn commit_process(
         &self,
         lease: &Lease,
         before: &Automerge,
         after: &ProcessDoc,
     ) -> Result<ProcessInfo, FacilitationError> {
+        let info = after.info()?;
         let pid = lease.process().clone();
         self.write(lease, pid.as_str(), before, after.automerge())
             .await?;
-        let info = after.info()?;
-        self.publish(info.clone()).await?;
-        lease.send(Cmd::AccessChanged).await?;
+        self.committed(lease, &info).await;
         Ok(info)
+    }
+
+    /// What follows a stored change of a process document. None of it can
+    /// fail the act, whose change is on disk: the directory (in memory)
+    /// takes it first; a process record that could not be stored is logged,
+    /// and the next start finds it one change behind the document, which
+    /// wins ([`Self::verify`]); a hub that is stopping closes every
+    /// connection anyway.
+    async fn committed(&self, lease: &Lease, info: &ProcessInfo) {
+        self.directory.upsert(info.clone());
+        if let Err(e) = self.store_record(info).await {
+            tracing::error!(process = %info.id, error = %e, "the process record could not be stored; the process document is, and wins at the next start");
+        }
+        if lease.send(Cmd::AccessChanged).await.is_err() {
+            tracing::debug!(process = %info.id, "the hub stopped before it heard of a change of access");
+        }
+    }
+
+    /// Stores the process record of `info` (what the next start reads).
+    async fn store_record(&self, info: &ProcessInfo) -> Result<(), FacilitationError> {
+        let kv = self.kv.clone();
+        let key = process_list_key(&info.id)?;
+        let bytes = serde_json::to_vec(info).map_err(internal)?;
+        tokio::task::spawn_blocking(move || kv.put(&key, &bytes))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
     }
 
     /// Opens a new process in the drafting phase, with no members.
     pub async fn create_process(&self, title: &str) -> Result<CreatedProcess, FacilitationError> {
+        Ok(self.open_process(title, None).await?.0)
+    }
+
+    /// Opens a new process whose first member is `opener`, a facilitator
+    /// (of another process) who asked for it, with a token of theirs. The
+    /// process and its first facilitator are written together, or neither is.
+    pub async fn create_process_for(
+        &self,
+        title: &str,
+        opener: Opener<'_>,
+    ) -> Result<(CreatedProcess, Invitation), FacilitationError> {
+        match self.open_process(title, Some(opener)).await? {
+            (created, Some(invitation)) => Ok((created, invitation)),
+            (_, None) => Err(internal("the new process has no first facilitator")),
+        }
+    }
+
+    /// [`Self::create_process`] and [`Self::create_process_for`]: the text
+    /// document and the opener's contributions are written first, named by
+    /// nothing until the process document (the commit point) is written.
+    async fn open_process(
+        &self,
+        title: &str,
+        opener: Option<Opener<'_>>,
+    ) -> Result<(CreatedProcess, Option<Invitation>), FacilitationError> {
         if title.trim().is_empty() {
             return Err(FacilitationError::BadRequest(
                 "A process needs a title; give the ordinance a name.".into(),
@@ -428,29 +520,54 @@ impl Facilitation {
         let _serialised = self.serial.lock().await;
         let now = now_ms();
         let pid = ProcessId(new_document_id());
-        let lease = self.hubs.lease(&pid)?;
         let text = TextDoc::create(now, &pid)?;
         let text_id = DocId(new_document_id());
+        let mut created = ProcessDoc::create(now, &pid, title, &text_id)?;
+        let first = match opener {
+            None => None,
+            Some(o) => {
+                let (new, contributions) = new_member(now, &pid, o.name, Role::Facilitator)?;
+                created.add_member(now, None, &new)?;
+                let invitation = self.invitation(
+                    &pid,
+                    &new.id,
+                    o.name.trim(),
+                    Role::Facilitator,
+                    &new.contributions_doc,
+                    o.ttl,
+                    0,
+                )?;
+                Some((new.contributions_doc, contributions, invitation))
+            }
+        };
+        let lease = self.hubs.lease(&pid)?;
         let empty = Automerge::new();
         self.write(&lease, text_id.as_str(), &empty, text.automerge())
             .await?;
-        let created = ProcessDoc::create(now, &pid, title, &text_id)?;
-        let info = self.write_process(&lease, &empty, &created).await?;
+        if let Some((c_id, contributions, _)) = &first {
+            self.write(&lease, c_id.as_str(), &empty, contributions.automerge())
+                .await?;
+        }
+        self.fault_point(title);
+        let info = self.commit_process(&lease, &empty, &created).await?;
         self.verified_now(&pid);
         tracing::info!(process = %pid, title = %info.title, "process created");
-        Ok(CreatedProcess {
+        let created = CreatedProcess {
             process_doc: pid.to_string(),
             process_id: pid,
             title: info.title,
             text_doc: text_id.to_string(),
-        })
+        };
+        Ok((created, first.map(|(_, _, invitation)| invitation)))
     }
 
     /// Adds a member (with their contributions document) and signs their token.
     /// `by` is the facilitator asking, `None` for the operator. A name that
     /// a member of the process already has is refused unless `again` (two
     /// people of the same name): inviting someone twice by mistake would
-    /// split their words over two members.
+    /// split their words over two members. The token is signed before
+    /// anything is written, and the member is added to the process document
+    /// in the one write that commits the act.
     pub async fn add_member(
         &self,
         pid: &ProcessId,
@@ -462,7 +579,6 @@ impl Facilitation {
     ) -> Result<Invitation, FacilitationError> {
         let _serialised = self.serial.lock().await;
         let (lease, doc) = self.open(pid).await?;
-        // Check before creating a document that would be left over.
         let info = self
             .directory
             .process(pid)
@@ -480,27 +596,29 @@ impl Facilitation {
             )));
         }
         let now = now_ms();
-        let member = MemberId::random();
-        let contributions = ContributionsDoc::create(now, pid, &member)?;
-        let c_id = DocId(new_document_id());
+        let (new, contributions) = new_member(now, pid, name, role)?;
+        let mut pd = ProcessDoc::from_automerge(doc.clone())?;
+        pd.add_member(now, by, &new)?;
+        let invitation = self.invitation(
+            pid,
+            &new.id,
+            name.trim(),
+            role,
+            &new.contributions_doc,
+            ttl,
+            0,
+        )?;
         self.write(
             &lease,
-            c_id.as_str(),
+            new.contributions_doc.as_str(),
             &Automerge::new(),
             contributions.automerge(),
         )
         .await?;
-        let new = NewMember {
-            id: member.clone(),
-            name: name.to_owned(),
-            role,
-            contributions_doc: c_id.clone(),
-        };
-        let mut pd = ProcessDoc::from_automerge(doc.clone())?;
-        pd.add_member(now, by, &new)?;
-        self.write_process(&lease, &doc, &pd).await?;
-        tracing::info!(process = %pid, member = %member, %role, by = %By(by), "member added");
-        self.invitation(pid, &new.id, name.trim(), role, &c_id, ttl, 0)
+        self.fault_point(name);
+        self.commit_process(&lease, &doc, &pd).await?;
+        tracing::info!(process = %pid, member = %new.id, %role, by = %By(by), "member added");
+        Ok(invitation)
     }
 
     /// Signs a token of `generation` for a member and puts the invitation together.
@@ -584,16 +702,16 @@ impl Facilitation {
         generation < self.valid_generation(member)
     }
 
-    /// Revokes every token `member` holds now: stores the new lowest valid
-    /// generation (before anything relies on it), then closes the open
-    /// connections that came with a revoked token. Returns that generation.
-    /// Callers hold `serial`.
+    /// Revokes every token of `member` below generation `next` (one above
+    /// the lowest valid now): stores it (the commit point), then refuses
+    /// those tokens from now on and has the hub close the connections that
+    /// came with one. Callers hold `serial`.
     async fn revoke_tokens(
         &self,
         pid: &ProcessId,
         member: &MemberId,
-    ) -> Result<u64, FacilitationError> {
-        let next = self.valid_generation(member) + 1;
+        next: u64,
+    ) -> Result<(), FacilitationError> {
         let kv = self.kv.clone();
         let key = revocation_key(member)?;
         tokio::task::spawn_blocking(move || kv.put(&key, next.to_string().as_bytes()))
@@ -604,14 +722,22 @@ impl Facilitation {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(member.clone(), next);
-        let lease = self.hubs.lease(pid)?;
-        lease
-            .send(Cmd::Revoked {
-                member: member.clone(),
-                valid_from: next,
-            })
-            .await?;
-        Ok(next)
+        // Stored and refused from now on; a hub that is stopping closes every
+        // connection anyway.
+        let closed = match self.hubs.lease(pid) {
+            Ok(lease) => lease
+                .send(Cmd::Revoked {
+                    member: member.clone(),
+                    valid_from: next,
+                })
+                .await
+                .is_ok(),
+            Err(Stopped) => false,
+        };
+        if !closed {
+            tracing::debug!(process = %pid, member = %member, "the hub stopped before it heard of a revocation");
+        }
+        Ok(())
     }
 
     /// Signs a new token for a member who is already in the process (theirs
@@ -630,22 +756,26 @@ impl Facilitation {
         self.verify_serialised(pid).await?;
         may_manage_members(&self.summary(pid)?, by)?;
         let m = self.find_member(pid, id_or_name)?;
-        let generation = if revoke_earlier {
-            self.revoke_tokens(pid, &m.id).await?
-        } else {
-            self.valid_generation(&m.id)
-        };
+        let generation = self
+            .valid_generation(&m.id)
+            .saturating_add(u64::from(revoke_earlier));
+        // Signed first: earlier tokens are never withdrawn without the new
+        // one that replaces them.
+        let invitation = self.invitation(
+            pid,
+            &m.id,
+            &m.name,
+            m.role,
+            &m.contributions_doc,
+            ttl,
+            generation,
+        )?;
+        if revoke_earlier {
+            self.revoke_tokens(pid, &m.id, generation).await?;
+        }
         tracing::info!(process = %pid, member = %m.id, role = %m.role, by = %By(by), earlier_tokens_revoked = revoke_earlier, "token reissued");
         Ok(Reissued {
-            invitation: self.invitation(
-                pid,
-                &m.id,
-                &m.name,
-                m.role,
-                &m.contributions_doc,
-                ttl,
-                generation,
-            )?,
+            invitation,
             earlier_tokens_revoked: revoke_earlier,
         })
     }
@@ -664,7 +794,8 @@ impl Facilitation {
         self.verify_serialised(pid).await?;
         may_manage_members(&self.summary(pid)?, by)?;
         let m = self.find_member(pid, id_or_name)?;
-        self.revoke_tokens(pid, &m.id).await?;
+        self.revoke_tokens(pid, &m.id, self.valid_generation(&m.id).saturating_add(1))
+            .await?;
         tracing::info!(process = %pid, member = %m.id, role = %m.role, by = %By(by), "tokens revoked");
         Ok(Revoked {
             process_id: pid.clone(),
@@ -685,7 +816,7 @@ impl Facilitation {
         let (lease, doc) = self.open(pid).await?;
         let mut pd = ProcessDoc::from_automerge(doc.clone())?;
         pd.set_phase(now_ms(), by, to)?;
-        let info = self.write_process(&lease, &doc, &pd).await?;
+        let info = self.commit_process(&lease, &doc, &pd).await?;
         tracing::info!(process = %pid, phase = %to, by = %By(by), "phase changed");
         Ok(info)
     }
@@ -726,7 +857,7 @@ impl Facilitation {
         let (lease, doc) = self.open(pid).await?;
         let mut pd = ProcessDoc::from_automerge(doc.clone())?;
         pd.register_device(now_ms(), member, actor, key)?;
-        self.write_process(&lease, &doc, &pd).await?;
+        self.commit_process(&lease, &doc, &pd).await?;
         tracing::info!(process = %pid, member = %member, actor = %hex, signing_key = key.is_some(), "device registered");
         Ok(())
     }
@@ -739,6 +870,25 @@ impl Facilitation {
             ))
         })
     }
+}
+
+/// A new member's id, contributions document and entry in the process
+/// document, made before anything is written.
+fn new_member(
+    now: i64,
+    pid: &ProcessId,
+    name: &str,
+    role: Role,
+) -> Result<(NewMember, ContributionsDoc), FacilitationError> {
+    let id = MemberId::random();
+    let contributions = ContributionsDoc::create(now, pid, &id)?;
+    let new = NewMember {
+        id,
+        name: name.to_owned(),
+        role,
+        contributions_doc: DocId(new_document_id()),
+    };
+    Ok((new, contributions))
 }
 
 /// Refuses unless `by` (a member; `None`: the operator) may manage members.

@@ -1,18 +1,33 @@
 //! The HTTP surface: the `/sync` websocket, the facilitation API, health,
 //! readiness and metrics. Handlers are small; the work happens in
 //! [`crate::facilitation`] and [`crate::connection`].
+//!
+//! Every route is in one table ([`routes`]), which `docs/openapi.yaml`
+//! describes (a test holds them together) and the server serves at
+//! [`OPENAPI_PATH`]. Every error, of every route, is a JSON sentence
+//! `{"error": ...}`: the handlers say what is wrong and what to do, and an
+//! outer layer ([`guard`]) turns anything else (a panic, one of axum's own
+//! refusals) into one too. Facilitation calls run to their end in a task of
+//! their own ([`complete`]), whatever the client does meanwhile.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use futures::FutureExt as _;
 use klad_core::rules::{Phase, Role};
 use klad_core::{MemberId, ProcessId};
 use klad_sync::connect::{PUBLIC_KEY_HEADER, SYNC_PATH, SyncQuery, parse_actor};
@@ -22,7 +37,8 @@ use serde_json::json;
 use crate::auth::{TokenClaims, TokenError, secrets_equal};
 use crate::connection::{self, ConnectionShared};
 use crate::directory::{peer_id_for, valid_device};
-use crate::facilitation::{Facilitation, FacilitationError};
+use crate::facilitation::{Facilitation, FacilitationError, Opener};
+use crate::metrics::Metrics;
 
 /// The websocket read buffer of a connection (bytes).
 const READ_BUFFER: usize = 4 * 1024;
@@ -36,6 +52,16 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The longest lifetime a token may have: a year (`1y`, 365.25 days).
 pub const MAX_TTL: Duration = Duration::from_secs(31_557_600);
+
+/// The largest request body a call takes (bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The OpenAPI description of this HTTP API, `docs/openapi.yaml`, compiled
+/// in: the document served and the one in the repository are one file.
+pub const OPENAPI_YAML: &str = include_str!("../../docs/openapi.yaml");
+
+/// Where the server serves [`OPENAPI_YAML`].
+pub const OPENAPI_PATH: &str = "/api/openapi.yaml";
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -65,6 +91,7 @@ impl From<FacilitationError> for ApiError {
             FacilitationError::Forbidden(_) => StatusCode::FORBIDDEN,
             FacilitationError::NotFound(_) => StatusCode::NOT_FOUND,
             FacilitationError::Conflict(_) => StatusCode::CONFLICT,
+            FacilitationError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             FacilitationError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -77,29 +104,231 @@ impl From<TokenError> for ApiError {
     }
 }
 
+/// The methods routes answer to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// GET (and HEAD).
+    Get,
+    /// POST.
+    Post,
+}
+
+impl Verb {
+    /// The method's name as OpenAPI writes it (`get`, `post`).
+    pub fn openapi_name(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// One route: a method, a path (`{name}` is a path parameter, written as
+/// OpenAPI and axum both write it) and its handler.
+struct Route {
+    verb: Verb,
+    path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn route<H, T>(verb: Verb, path: &'static str, handler: H) -> Route
+where
+    H: axum::handler::Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    Route {
+        verb,
+        path,
+        handler: on(verb.filter(), handler),
+    }
+}
+
+/// The one table of the server's routes: [`router`] serves it, and
+/// `docs/openapi.yaml` describes every entry (a test checks it).
+fn route_table() -> Vec<Route> {
+    use Verb::{Get, Post};
+    vec![
+        route(Get, SYNC_PATH, sync),
+        route(Get, "/healthz", || async { "ok\n" }),
+        route(Get, "/readyz", readyz),
+        route(Get, "/metrics", metrics),
+        route(Get, "/public-key", public_key),
+        route(Get, OPENAPI_PATH, openapi),
+        route(Post, "/api/processes", create_process),
+        route(Get, "/api/processes/{pid}", summary),
+        route(Post, "/api/processes/{pid}/members", add_member),
+        route(Post, "/api/processes/{pid}/members/{member}/token", reissue),
+        route(Post, "/api/processes/{pid}/members/{member}/revoke", revoke),
+        route(Post, "/api/processes/{pid}/phase", set_phase),
+    ]
+}
+
+/// Every route the server registers: method and path.
+pub fn routes() -> Vec<(Verb, &'static str)> {
+    route_table()
+        .into_iter()
+        .map(|r| (r.verb, r.path))
+        .collect()
+}
+
 /// The router of the whole server.
 pub fn router(state: Arc<AppState>) -> Router {
-    let body_limit = axum::extract::DefaultBodyLimit::max(64 * 1024);
-    Router::new()
-        .route(SYNC_PATH, get(sync))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/public-key", get(public_key))
-        .route("/api/processes", post(create_process))
-        .route("/api/processes/{pid}", get(summary))
-        .route("/api/processes/{pid}/members", post(add_member))
-        .route("/api/processes/{pid}/members/{member}/token", post(reissue))
-        .route("/api/processes/{pid}/members/{member}/revoke", post(revoke))
-        .route("/api/processes/{pid}/phase", post(set_phase))
+    let body_limit = axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES);
+    let metrics = state.shared.metrics.clone();
+    let mut app = Router::new();
+    for r in route_table() {
+        app = app.route(r.path, r.handler);
+    }
+    app.method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "There is nothing at this address. The sync endpoint is /sync; the API is under /api/processes.".into(),
+                format!("There is nothing at this address. The sync endpoint is {SYNC_PATH}; the API is under /api/processes, described at {OPENAPI_PATH}."),
             )
         })
         .layer(body_limit)
+        .layer(axum::middleware::from_fn_with_state(metrics, guard))
         .with_state(state)
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method} requests (the Allow header lists those it takes); {OPENAPI_PATH} describes every call.",
+            uri.path()
+        ),
+    )
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
+}
+
+/// The outermost layer. A panic while a request is handled becomes a 500
+/// with a sentence (logged, and counted in `klad_http_panics_total`)
+/// instead of a dropped connection; an error answer that is not JSON yet
+/// (one of axum's own refusals) becomes a JSON sentence.
+async fn guard(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => as_json_error(response).await,
+        Err(panic) => {
+            metrics.http_panic();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, panic = %what, "a request panicked; it was answered with 500");
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server failed while handling this request (an internal error, logged on the server). A facilitation call that fails this way has changed nothing; read the process (GET /api/processes/{process}) to be sure, then try again, and report the error if it happens again.".into(),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// An error answer whose body is not JSON, with a JSON sentence instead
+/// (status and headers kept); every other answer as it is.
+async fn as_json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("").to_owned()
+    } else {
+        detail
+    };
+    let sentence = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "The request is too large ({detail}); a call takes at most {} KiB.",
+            MAX_BODY_BYTES / 1024
+        ),
+        s if s.is_server_error() => format!(
+            "The server could not handle this request ({detail}). Try again; if it keeps failing, check the server log."
+        ),
+        _ => format!(
+            "The request was refused ({detail}). {OPENAPI_PATH} describes every call and what it takes."
+        ),
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (json_parts, json_body) = ApiError(status, sentence).into_response().into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, json_body)
+}
+
+/// Runs a facilitation call to its end in a task of its own. axum drops a
+/// handler when its client hangs up; an act that had written a member's
+/// contributions but not yet the process document would stop halfway. A
+/// panic inside is raised again here, for [`guard`] to answer.
+async fn complete<T, F>(call: F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, FacilitationError>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(call).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down; try again when it is back.".into(),
+            )),
+        },
+    }
+}
+
+/// A path that could not be read (not UTF-8 once percent-decoded).
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "The address could not be read ({}). Percent-encode process ids and member names as UTF-8.",
+            e.body_text()
+        ),
+    )
+}
+
+/// A body that could not be read (too large, or cut off).
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The request body is larger than {} KiB, more than any call takes; send only the fields of the call.",
+                MAX_BODY_BYTES / 1024
+            ),
+        );
+    }
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "The request body could not be read ({}); send it again, whole.",
+            e.body_text()
+        ),
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -130,11 +359,25 @@ fn authenticate(state: &AppState, token: Option<&str>) -> Result<TokenClaims, To
 
 async fn sync(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<SyncQuery>,
+    query: Result<Query<SyncQuery>, QueryRejection>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let metrics = &state.shared.metrics;
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            metrics.connection_rejected("bad_query");
+            return ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "The sync address's query could not be read ({}). It takes token, device, actor and key, each at most once.",
+                    e.body_text()
+                ),
+            )
+            .into_response();
+        }
+    };
     let token = q.token.clone().or_else(|| bearer(&headers));
     let claims = match authenticate(&state, token.as_deref()) {
         Ok(c) => c,
@@ -142,6 +385,20 @@ async fn sync(
             metrics.connection_rejected(e.label());
             tracing::info!(reason = e.label(), "refused a sync connection");
             return ApiError::from(e).into_response();
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            metrics.connection_rejected("not_websocket");
+            return ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{SYNC_PATH} is a websocket; open it with a websocket client (an HTTP GET with Connection: upgrade and Upgrade: websocket). This request is not one ({}).",
+                    e.body_text()
+                ),
+            )
+            .into_response();
         }
     };
     if let Some(d) = &q.device
@@ -198,13 +455,14 @@ async fn sync(
                 .into_response();
             }
         };
-        if let Err(e) = state
-            .facilitation
-            .register_device(&claims.process, &claims.member, &actor, key.as_ref())
-            .await
+        let f = state.facilitation.clone();
+        let (pid, member) = (claims.process.clone(), claims.member.clone());
+        if let Err(e) =
+            complete(async move { f.register_device(&pid, &member, &actor, key.as_ref()).await })
+                .await
         {
             metrics.connection_rejected("bad_actor");
-            return ApiError::from(e).into_response();
+            return e.into_response();
         }
     }
     // After a start, the first use of a process checks its record against
@@ -316,11 +574,16 @@ fn forbidden_other_process() -> ApiError {
 /// than silently ignored, and a value the call does not expect is not read
 /// any further (development builds of the workspace have serde_json without
 /// its nesting limit, turned on by the bindings tooling).
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+fn json_body<T: for<'de> Deserialize<'de>>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(body_error)?;
+    serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("The request body is not the JSON this call expects ({e})."),
+            format!(
+                "The request body is not the JSON this call expects ({e}). Send a JSON object with the fields {OPENAPI_PATH} lists for this call."
+            ),
         )
     })
 }
@@ -334,14 +597,14 @@ struct CreateProcess {
 async fn create_process(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
-    let req: CreateProcess = json_body(&body)?;
-    let f = &state.facilitation;
+    let req: CreateProcess = json_body(body)?;
+    let f = state.facilitation.clone();
     match who {
         Caller::Operator => {
-            let created = f.create_process(&req.title).await?;
+            let created = complete(async move { f.create_process(&req.title).await }).await?;
             Ok((StatusCode::CREATED, Json(json!({ "process": created }))).into_response())
         }
         Caller::Member(claims) => {
@@ -351,18 +614,17 @@ async fn create_process(
                 .map_err(FacilitationError::from)?;
             klad_core::may(me.role, info.phase, klad_core::Action::ManageMembers)
                 .map_err(|r| ApiError(StatusCode::FORBIDDEN, r.message))?;
-            let created = f.create_process(&req.title).await?;
-            // The facilitator who opened it facilitates it, with a new token.
-            let invitation = f
-                .add_member(
-                    &created.process_id,
-                    None,
-                    &me.name,
-                    Role::Facilitator,
-                    DEFAULT_TTL,
-                    false,
-                )
-                .await?;
+            // The facilitator who opened it facilitates it, with a new token,
+            // written together with the process.
+            let name = me.name.clone();
+            let (created, invitation) = complete(async move {
+                let opener = Opener {
+                    name: &name,
+                    ttl: DEFAULT_TTL,
+                };
+                f.create_process_for(&req.title, opener).await
+            })
+            .await?;
             Ok((
                 StatusCode::CREATED,
                 Json(json!({ "process": created, "you": invitation })),
@@ -374,9 +636,10 @@ async fn create_process(
 
 async fn summary(
     State(state): State<Arc<AppState>>,
-    Path(pid): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path(pid) = path.map_err(path_error)?;
     let pid = ProcessId(pid);
     if let Caller::Member(c) = caller(&state, &headers)?
         && c.process != pid
@@ -445,19 +708,22 @@ pub fn parse_role(s: &str) -> Result<Role, String> {
 
 async fn add_member(
     State(state): State<Arc<AppState>>,
-    Path(pid): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(pid) = path.map_err(path_error)?;
     let pid = ProcessId(pid);
     let by = acting_on(&state, &headers, &pid)?;
-    let req: AddMember = json_body(&body)?;
+    let req: AddMember = json_body(body)?;
     let role = parse_role(&req.role).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let ttl = ttl_or_default(req.ttl.as_deref())?;
-    let inv = state
-        .facilitation
-        .add_member(&pid, by.as_ref(), &req.name, role, ttl, req.again)
-        .await?;
+    let f = state.facilitation.clone();
+    let inv = complete(async move {
+        f.add_member(&pid, by.as_ref(), &req.name, role, ttl, req.again)
+            .await
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(inv)).into_response())
 }
 
@@ -474,40 +740,41 @@ struct Reissue {
 /// A new token for a member (`member`: their id, or their name).
 async fn reissue(
     State(state): State<Arc<AppState>>,
-    Path((pid, member)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((pid, member)) = path.map_err(path_error)?;
     let pid = ProcessId(pid);
     let by = acting_on(&state, &headers, &pid)?;
-    let req: Reissue = if body.is_empty() {
-        Reissue {
+    let req: Reissue = match body {
+        Ok(b) if b.is_empty() => Reissue {
             ttl: None,
             revoke_earlier: false,
-        }
-    } else {
-        json_body(&body)?
+        },
+        body => json_body(body)?,
     };
     let ttl = ttl_or_default(req.ttl.as_deref())?;
-    let out = state
-        .facilitation
-        .reissue(&pid, by.as_ref(), &member, ttl, req.revoke_earlier)
-        .await?;
+    let f = state.facilitation.clone();
+    let out = complete(async move {
+        f.reissue(&pid, by.as_ref(), &member, ttl, req.revoke_earlier)
+            .await
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 /// Revokes every token of a member (`member`: their id, or their name).
 async fn revoke(
     State(state): State<Arc<AppState>>,
-    Path((pid, member)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path((pid, member)) = path.map_err(path_error)?;
     let pid = ProcessId(pid);
     let by = acting_on(&state, &headers, &pid)?;
-    let out = state
-        .facilitation
-        .revoke(&pid, by.as_ref(), &member)
-        .await?;
+    let f = state.facilitation.clone();
+    let out = complete(async move { f.revoke(&pid, by.as_ref(), &member).await }).await?;
     Ok(Json(out).into_response())
 }
 
@@ -519,13 +786,14 @@ struct SetPhase {
 
 async fn set_phase(
     State(state): State<Arc<AppState>>,
-    Path(pid): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(pid) = path.map_err(path_error)?;
     let pid = ProcessId(pid);
     let by = acting_on(&state, &headers, &pid)?;
-    let req: SetPhase = json_body(&body)?;
+    let req: SetPhase = json_body(body)?;
     let phase = Phase::parse(req.phase.trim()).ok_or_else(|| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -535,9 +803,7 @@ async fn set_phase(
             ),
         )
     })?;
-    let info = state
-        .facilitation
-        .set_phase(&pid, by.as_ref(), phase)
-        .await?;
+    let f = state.facilitation.clone();
+    let info = complete(async move { f.set_phase(&pid, by.as_ref(), phase).await }).await?;
     Ok(Json(info).into_response())
 }

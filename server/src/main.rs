@@ -80,6 +80,12 @@ struct ServeArgs {
     /// meanwhile keep it running).
     #[arg(long, env = "KLAD_FAULT_UNLOAD_DELAY_MS", hide = true)]
     fault_unload_delay_ms: Option<u64>,
+
+    /// Test-only fault injection: inviting a member of this name, or
+    /// opening a process of this title, panics between the call's first
+    /// write and its last (the tests check that nothing is left half done).
+    #[arg(long, env = "KLAD_FAULT_PANIC_NAME", hide = true)]
+    fault_panic_name: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -227,6 +233,7 @@ fn misplaced_serve_option(matches: &ArgMatches) -> Option<String> {
         ("idle_unload_secs", "--idle-unload-secs"),
         ("fault_put_delay_ms", "--fault-put-delay-ms"),
         ("fault_unload_delay_ms", "--fault-unload-delay-ms"),
+        ("fault_panic_name", "--fault-panic-name"),
     ];
     ids.iter()
         .find(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
@@ -534,6 +541,7 @@ async fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         fault_unload_delay: args
             .fault_unload_delay_ms
             .map(std::time::Duration::from_millis),
+        fault_panic_name: args.fault_panic_name,
     })
     .await
 }

@@ -29,6 +29,7 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     storage_errors: AtomicU64,
+    http_panics: AtomicU64,
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     flush_count: AtomicU64,
     flush_sum_us: AtomicU64,
@@ -172,6 +173,16 @@ impl Metrics {
         self.storage_errors.load(Ordering::Relaxed)
     }
 
+    /// An HTTP request panicked (it was answered with a 500 and a sentence).
+    pub fn http_panic(&self) {
+        self.http_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// HTTP requests that panicked so far.
+    pub fn http_panics(&self) -> u64 {
+        self.http_panics.load(Ordering::Relaxed)
+    }
+
     /// A store (with its flush) took `d`.
     pub fn observe_flush(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -234,6 +245,11 @@ impl Metrics {
             "klad_storage_errors_total",
             "Storage calls that failed.",
             g(&self.storage_errors),
+        );
+        counter(
+            "klad_http_panics_total",
+            "HTTP requests that panicked (a bug; each was answered with a 500 and logged).",
+            g(&self.http_panics),
         );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let _ = writeln!(

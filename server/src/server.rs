@@ -54,6 +54,9 @@ pub struct ServeConfig {
     /// hub idle and stopping it (widens the window in which a connection
     /// arrives while the hub is stopping).
     pub fault_unload_delay: Option<Duration>,
+    /// Fault injection for tests: a member or process of this name panics
+    /// between its first write and its commit point (never in production).
+    pub fault_panic_name: Option<String>,
 }
 
 /// How the engine is opened.
@@ -65,6 +68,8 @@ pub struct EngineConfig {
     pub idle_unload: Duration,
     /// Fault injection for tests: delay before an idle hub stops.
     pub unload_delay: Option<Duration>,
+    /// Fault injection for tests: see [`ServeConfig::fault_panic_name`].
+    pub panic_name: Option<String>,
 }
 
 /// The default idle period before a process is unloaded.
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             put_delay: None,
             idle_unload: DEFAULT_IDLE_UNLOAD,
             unload_delay: None,
+            panic_name: None,
         }
     }
 }
@@ -155,13 +161,10 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         put_delay: cfg.put_delay,
         unload_delay: cfg.unload_delay,
     });
-    let facilitation = Arc::new(Facilitation::new(
-        hubs.clone(),
-        docs,
-        store,
-        directory.clone(),
-        keys,
-    ));
+    let facilitation = Arc::new(
+        Facilitation::new(hubs.clone(), docs, store, directory.clone(), keys)
+            .with_fault_panic_name(cfg.panic_name),
+    );
     let n = facilitation.load_all().await?;
     let registrar = tokio::spawn(register_devices(facilitation.clone(), found));
     tracing::info!(processes = n, data = %data.display(), "data directory opened");
@@ -247,9 +250,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             put_delay: cfg.fault_put_delay,
             idle_unload: cfg.idle_unload,
             unload_delay: cfg.fault_unload_delay,
+            panic_name: cfg.fault_panic_name.clone(),
         },
     )
     .await?;
+    if let Some(name) = &cfg.fault_panic_name {
+        tracing::warn!(%name, "fault injection: inviting or opening this name panics halfway (a test setting)");
+    }
     if let Some(d) = cfg.fault_put_delay {
         tracing::warn!(delay = ?d, "fault injection: every storage write is delayed (a test setting)");
     }

@@ -47,6 +47,7 @@ impl Server {
                 fault_put_delay: None,
                 idle_unload: Duration::from_secs(300),
                 fault_unload_delay: None,
+                fault_panic_name: None,
             },
         ));
         let addr = eventually("the server to listen", Duration::from_secs(30), || {

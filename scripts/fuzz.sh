@@ -11,7 +11,9 @@
 # committed seeds (fuzz/corpus/<target>) and regressions
 # (fuzz/regressions/<target>) are read as extra corpus. A crash stops that
 # target's run and is kept by libFuzzer in fuzz/artifacts/<target>/; fix it,
-# then copy the file into fuzz/regressions/<target>/ so the suite replays it.
+# then copy the file into fuzz/regressions/<target>/ so the suite replays it
+# (inputs that cannot be replayed in the suite, such as one that exhausts
+# memory, are kept in fuzz/findings/<target>/ until fixed).
 #
 # Built with -O: cargo-fuzz's default turns debug assertions on in every
 # crate, and Automerge's own debug-only self-checks then abort on inputs it

@@ -81,8 +81,26 @@ fn accepted_frame(data: &[u8], frame: Frame) {
         }
         Err(e) => return assert_sentence(&e.to_string()),
     };
-    let decoded = Message::decode(&msg.clone().encode()).expect("a re-encoded message decodes");
-    assert_eq!(decoded, msg, "a sync message does not survive re-encoding");
+    // Automerge writes an empty Bloom filter without its parameters, so a
+    // message survives re-encoding in its encoding and its contents, not
+    // always field by field.
+    let encoded = msg.clone().encode();
+    let decoded = Message::decode(&encoded).expect("a re-encoded message decodes");
+    assert_eq!(
+        decoded.clone().encode(),
+        encoded,
+        "a sync message's encoding is not stable"
+    );
+    assert_eq!(
+        (
+            &decoded.heads,
+            &decoded.need,
+            &decoded.changes,
+            &decoded.version
+        ),
+        (&msg.heads, &msg.need, &msg.changes, &msg.version),
+        "a sync message does not survive re-encoding"
+    );
     // What the gate does when it keeps every change: the frame written
     // back with the same message reads as the same frame.
     let replaced = wire::replace_sync_data(data, msg.clone())
@@ -92,7 +110,12 @@ fn accepted_frame(data: &[u8], frame: Frame) {
         (&again.kind, &again.document_id),
         (&frame.kind, &frame.document_id)
     );
-    assert_eq!(again.sync_message(), Ok(Some(msg.clone())));
+    let rewritten = again.sync_message().expect("decodes").expect("a message");
+    assert_eq!(
+        rewritten.encode(),
+        encoded,
+        "the rewritten frame has another message"
+    );
     if msg.changes.is_empty() {
         return;
     }

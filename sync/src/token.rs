@@ -154,9 +154,13 @@ impl PublicKey {
         )
         .map_err(|e| match e {
             PasetoError::ClaimValidation(ClaimValidationError::Exp) => TokenError::Expired,
-            PasetoError::ClaimValidation(_) | PasetoError::ClaimInvalidJson => {
-                TokenError::MissingClaims
-            }
+            // Errors about the claims come after the signature verified:
+            // the token is this server's, its claims are not Klad's (found
+            // by fuzzing: an unreadable expiry was called a forgery).
+            PasetoError::ClaimValidation(_)
+            | PasetoError::ClaimInvalidJson
+            | PasetoError::ClaimInvalidUtf8
+            | PasetoError::InvalidClaim => TokenError::MissingClaims,
             PasetoError::TokenFormat | PasetoError::Base64 => TokenError::Malformed,
             _ => TokenError::BadSignature,
         })?;

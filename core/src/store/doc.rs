@@ -429,6 +429,27 @@ fn load_values(doc_id: &str, values: &[Value]) -> Result<Automerge, StoreError> 
     Ok(doc)
 }
 
+/// Checks that `snapshot` (`doc` saved) loads again as `doc`, before
+/// compaction deletes the values it replaces. Automerge 0.12 can save a
+/// document it cannot load again (found by fuzzing: a loaded document whose
+/// save failed to load with "mismatching heads"); written, such a snapshot
+/// would lose the document.
+fn check_snapshot(doc_id: &str, doc: &Automerge, snapshot: &[u8]) -> Result<(), StoreError> {
+    let reloaded = catch_unwind(AssertUnwindSafe(|| Automerge::load(snapshot)));
+    let why = match reloaded {
+        Ok(Ok(again)) if again.get_heads() == doc.get_heads() => return Ok(()),
+        Ok(Ok(_)) => "it would have other heads".to_owned(),
+        Ok(Err(e)) => format!("it would not load ({e})"),
+        Err(_) => "loading it made the Automerge library fail".to_owned(),
+    };
+    Err(corrupt(
+        doc_id,
+        format!(
+            "compacting it would write a snapshot that does not load again ({why}), so it was not compacted and every stored value was kept"
+        ),
+    ))
+}
+
 fn compact_doc<S: KvStore>(kv: &S, shared: &Shared, doc_id: &str) -> Result<(), StoreError> {
     let _one_at_a_time = lock(&shared.compaction);
     let values = read_values(kv, doc_id)?;
@@ -457,7 +478,9 @@ fn compact_doc<S: KvStore>(kv: &S, shared: &Shared, doc_id: &str) -> Result<(), 
             .map(|v| v.key)
             .filter(|k| *k != key)
             .collect();
-        kv.write_batch(&[(key, doc.save())], &deletes)?;
+        let snapshot = doc.save();
+        check_snapshot(doc_id, &doc, &snapshot)?;
+        kv.write_batch(&[(key, snapshot)], &deletes)?;
     }
     // Recount under the lock that saves increment under: a concurrent save is
     // then counted at least once (over-counting only compacts sooner).

@@ -57,6 +57,14 @@ pub enum CloseReason {
         /// The sequence number used twice.
         seq: u64,
     },
+    /// Another connection sent changes that made Automerge fail while
+    /// applying them, so the hub dropped its copy of a document this
+    /// connection syncs (everything confirmed is stored; the next request
+    /// loads it again).
+    #[error(
+        "The server had to reload a document after changes it could not apply; nothing confirmed is lost. Connect again."
+    )]
+    DocumentReloaded,
     /// The server could not store a document this connection syncs.
     #[error(
         "The server could not save a document; nothing unsaved was confirmed. Connect again in a minute."
@@ -101,7 +109,7 @@ impl CloseReason {
     pub fn code(&self) -> u16 {
         match self {
             CloseReason::BadFrame(_) => INVALID_DATA,
-            CloseReason::StoreFailed => INTERNAL_ERROR,
+            CloseReason::StoreFailed | CloseReason::DocumentReloaded => INTERNAL_ERROR,
             CloseReason::Refused { code, .. } => *code,
             _ => POLICY_VIOLATION,
         }
@@ -119,6 +127,7 @@ impl CloseReason {
             CloseReason::ChangesNotApplied => "changes_not_applied",
             CloseReason::DuplicateSeq { .. } => "duplicate_seq",
             CloseReason::StoreFailed => "store_failed",
+            CloseReason::DocumentReloaded => "document_reloaded",
             CloseReason::Refused { label, .. } => label,
         }
     }

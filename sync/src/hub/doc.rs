@@ -5,6 +5,7 @@
 //! Every operation here touches this document and its subscribed peers only.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::sync::{self, ChunkList, Message as SyncMessage, SyncDoc};
 use automerge::{Automerge, AutomergeError, ChangeHash, ReadDoc, SaveOptions};
@@ -133,6 +134,9 @@ pub(super) struct Doc {
     unload_at: Option<u64>,
     /// Answers to peers that have nothing yet, for the current heads.
     first_answers: FirstAnswers,
+    /// Automerge failed (panicked) while applying a message: the copy in
+    /// memory cannot be trusted, so the hub drops it (see [`Doc::broken`]).
+    broken: bool,
 }
 
 /// The timers a document needs: (flush, unload).
@@ -153,7 +157,15 @@ impl Doc {
             flush_at: None,
             unload_at: None,
             first_answers: FirstAnswers::default(),
+            broken: false,
         }
+    }
+
+    /// True when Automerge failed while applying a message to this
+    /// document: the hub must drop it. Nothing of what failed was stored
+    /// (a store follows the apply), so the stored document is whole.
+    pub fn broken(&self) -> bool {
+        self.broken
     }
 
     /// The document's content, once loaded.
@@ -278,7 +290,16 @@ impl Doc {
         };
         let before = doc.get_heads();
         for w in batch {
-            apply_one(&self.id, doc, &mut self.peers, &mut self.dirty, ctx, w);
+            if let Applied::Broken =
+                apply_one(&self.id, doc, &mut self.peers, &mut self.dirty, ctx, w)
+            {
+                // Nothing more is applied, stored or sent from this copy.
+                self.broken = true;
+                self.waiting.clear();
+                self.dirty.clear();
+                self.flush_at = None;
+                return;
+            }
         }
         // The server's own changes; those that cannot be applied (or wait
         // for dependencies Automerge does not have) fail their write.
@@ -293,6 +314,32 @@ impl Doc {
         }
         let after = doc.get_heads();
         let storing = after != before;
+        let new = if storing {
+            doc.get_changes(&before)
+        } else {
+            Vec::new()
+        };
+        // Automerge 0.12 applies some changes in a non-canonical encoding
+        // under their own hash but hands them back re-encoded, with another
+        // hash (found by fuzzing). Stored, such a change would come back as
+        // a different change after a restart, under heads nobody was told
+        // of; so the copy is dropped instead and nothing of it is stored.
+        if !new
+            .iter()
+            .all(|c| doc.get_change_meta_by_hash(&c.hash()).is_some())
+        {
+            for (id, _) in written {
+                ctx.effects.push(Effect::Written {
+                    doc: self.id.clone(),
+                    id,
+                    stored: false,
+                });
+            }
+            self.broken = true;
+            self.dirty.clear();
+            self.flush_at = None;
+            return;
+        }
         for (id, applied) in written {
             if applied && storing {
                 self.writes_storing.push(id);
@@ -307,8 +354,7 @@ impl Doc {
             }
         }
         if storing {
-            let changes: Vec<u8> = doc
-                .get_changes(&before)
+            let changes: Vec<u8> = new
                 .iter()
                 .flat_map(|c| c.raw_bytes().iter().copied())
                 .collect();
@@ -489,6 +535,14 @@ fn without_orphans(doc: &Automerge, mut msg: SyncMessage) -> SyncMessage {
     msg
 }
 
+/// What became of one message in [`apply_one`].
+enum Applied {
+    /// Applied, refused or closed: the document is sound.
+    Done,
+    /// Automerge panicked while applying it: the document cannot be trusted.
+    Broken,
+}
+
 /// Applies one message of `w.conn` to `doc` (see [`Doc::apply`]).
 fn apply_one(
     id: &str,
@@ -497,9 +551,9 @@ fn apply_one(
     dirty: &mut BTreeSet<ConnId>,
     ctx: &mut Ctx<'_>,
     w: Waiting,
-) {
+) -> Applied {
     let Some(p) = peers.get_mut(&w.conn) else {
-        return;
+        return Applied::Done;
     };
     let Waiting {
         conn,
@@ -543,7 +597,7 @@ fn apply_one(
                         label,
                     },
                 );
-                return;
+                return Applied::Done;
             }
         };
     }
@@ -558,7 +612,20 @@ fn apply_one(
     // (a peer that lost everything, with empty heads, still resets them).
     let told = p.sync.last_sent_heads.clone();
     let lost_everything = message.heads.is_empty();
-    if let Err(e) = doc.receive_sync_message(&mut p.sync, message) {
+    // Automerge 0.12 panics on some changes that decode but cannot be
+    // applied (found by fuzzing: a change whose operations name an actor it
+    // does not list). A panic must not take the hub down; the copy it
+    // leaves may hold half a change, so the caller drops it.
+    let received = catch_unwind(AssertUnwindSafe(|| {
+        doc.receive_sync_message(&mut p.sync, message)
+    }));
+    let Ok(received) = received else {
+        peers.remove(&conn);
+        dirty.remove(&conn);
+        ctx.close(conn, CloseReason::ChangesNotApplied);
+        return Applied::Broken;
+    };
+    if let Err(e) = received {
         peers.remove(&conn);
         dirty.remove(&conn);
         let why = match e {
@@ -569,7 +636,7 @@ fn apply_one(
             _ => CloseReason::ChangesNotApplied,
         };
         ctx.close(conn, why);
-        return;
+        return Applied::Done;
     }
     if !lost_everything {
         p.sync.last_sent_heads = told;
@@ -580,4 +647,5 @@ fn apply_one(
     } else if news {
         dirty.insert(conn);
     }
+    Applied::Done
 }

@@ -57,7 +57,11 @@
 //!   [`HubConfig::idle_unload_ms`] leaves memory once nothing is in flight
 //!   ([`Effect::Unload`]).
 //! - **Bad input closes only its own connection**, with a code and a sentence
-//!   ([`CloseReason`]); the hub forgets the connection at once. Unknown message
+//!   ([`CloseReason`]); the hub forgets the connection at once. The one
+//!   exception: changes that make Automerge itself fail (panic) while it
+//!   applies them leave the document's copy untrustworthy, so the hub drops
+//!   the copy (everything confirmed is stored) and closes its peers with
+//!   [`CloseReason::DocumentReloaded`]; the hub itself carries on. Unknown message
 //!   types are ignored (Klad's `klad-signatures` frames are for the adapter,
 //!   which judges changes before the hub applies them: [`Gate::admit`]).
 //!
@@ -569,9 +573,29 @@ impl Hub {
             closing: &mut run.closing,
         };
         let out = f(d, &mut ctx);
+        let broken = d.broken();
         set_timers(&mut self.timers, doc, d.timers(), true);
         count(&mut self.totals, d.counts(), true);
+        if broken {
+            self.drop_broken(run, doc);
+        }
         Some(out)
+    }
+
+    /// Drops a document whose copy Automerge failed on (see
+    /// [`Doc::broken`]): its writes fail, its peers are closed (they sync
+    /// again from the stored copy when they reconnect).
+    fn drop_broken(&mut self, run: &mut Run<'_>, doc: &str) {
+        let Some(d) = self.docs.get_mut(doc) else {
+            return;
+        };
+        d.abandon_writes(&mut run.effects);
+        let conns = d.peer_conns();
+        // Dropped first, so closing its peers does not reach it again.
+        self.drop_doc(run, doc);
+        for conn in conns {
+            self.close(run, conn, CloseReason::DocumentReloaded);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod fuzz_bodies;
+pub mod hostile;
 
 /// The test-data directory: `tests/data` in the repository (see its
 /// README.md), or `$KLAD_SHARED_DATA` when set (a directory holding the same

@@ -4,7 +4,9 @@
 # Node automerge-repo interop client (its npm packages are installed from the
 # lockfile on first use), then the phone client's generated bindings: Python
 # (pytest) and Kotlin/JVM against a real server, and the Swift C header with gcc
-# (pytest, kotlinc and JNA are installed on first use). Between the two, a short
+# (pytest, kotlinc and JNA are installed on first use), and last the web desk
+# in Chromium (scripts/test-web.sh; Chromium and the npm packages are installed
+# on first use). Between the first two, a short
 # schemathesis run against a real server (scripts/schemathesis.sh; schemathesis
 # is installed on first use).
 set -euo pipefail
@@ -28,3 +30,7 @@ cargo nextest run --workspace --locked --no-fail-fast
 bash scripts/schemathesis.sh "${KLAD_SCHEMATHESIS_EXAMPLES:-10}"
 
 bash client-ffi/scripts/test-bindings.sh
+
+# The web desk in a real browser, with a phone on the Python bindings built
+# above; node's test runner prints the last summary.
+bash scripts/test-web.sh

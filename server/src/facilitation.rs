@@ -283,6 +283,16 @@ impl Facilitation {
         &self.directory
     }
 
+    /// The document store (the web desk reads documents from it).
+    pub fn doc_store(&self) -> &Arc<DocStore<SledStore>> {
+        &self.docs
+    }
+
+    /// The key/value store (the web desk keeps its sessions in it).
+    pub fn kv(&self) -> &SledStore {
+        &self.kv
+    }
+
     /// Fills the directory from the process records in the store, at start.
     /// No process is loaded: each record holds what its process document
     /// said when the server last wrote it, and a process's hub starts when

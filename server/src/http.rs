@@ -36,6 +36,7 @@ use serde_json::json;
 
 use crate::auth::{TokenClaims, TokenError, secrets_equal};
 use crate::connection::{self, ConnectionShared};
+use crate::desk::ServerDesk;
 use crate::directory::{peer_id_for, valid_device};
 use crate::facilitation::{Facilitation, FacilitationError, Opener};
 use crate::metrics::Metrics;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub admin_secret: String,
     /// Most websocket connections open at once.
     pub max_connections: usize,
+    /// How the web desk (klad-web, under `/desk`) runs.
+    pub desk: klad_web::DeskConfig,
 }
 
 /// An error response: a status and a JSON body `{"error": sentence}`.
@@ -186,7 +189,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     for r in route_table() {
         app = app.route(r.path, r.handler);
     }
-    app.method_not_allowed_fallback(method_not_allowed)
+    // The web desk: its own pages under /desk, over the same facilitation.
+    let desk = klad_web::router(
+        Arc::new(ServerDesk::new(state.facilitation.clone())),
+        state.desk.clone(),
+    );
+    app.with_state(state)
+        .merge(desk)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -195,7 +205,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(metrics, guard))
-        .with_state(state)
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
@@ -239,14 +248,15 @@ async fn guard(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) ->
 }
 
 /// An error answer whose body is not JSON, with a JSON sentence instead
-/// (status and headers kept); every other answer as it is.
+/// (status and headers kept); every other answer as it is, and so are the
+/// web desk's HTML pages, which say what went wrong in the reader's language.
 async fn as_json_error(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

@@ -17,6 +17,7 @@
 //!   (written through the process's hub).
 //! - [`connection`]: one websocket between axum and its hub, with limits.
 //! - [`http`]: the routes.
+//! - [`desk`]: the web desk's backend (klad-web, mounted under `/desk`).
 //! - [`client`]: a small HTTP client the command line uses to reach a running server.
 //! - [`metrics`]: Prometheus counters.
 //!
@@ -26,6 +27,7 @@
 pub mod auth;
 pub mod client;
 pub mod connection;
+pub mod desk;
 pub mod directory;
 pub mod facilitation;
 pub mod gate;

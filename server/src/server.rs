@@ -268,6 +268,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         )
     })?;
     let addr: SocketAddr = listener.local_addr()?;
+    // The first run: a one-time link that opens the web desk with the right
+    // to open the first process and invite its facilitator.
+    let setup_secret = engine
+        .directory
+        .process_ids()
+        .is_empty()
+        .then(klad_web::session::random_secret);
     let shared = Arc::new(ConnectionShared {
         directory: engine.directory.clone(),
         hubs: engine.hubs.clone(),
@@ -281,6 +288,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         facilitation: engine.facilitation.clone(),
         admin_secret,
         max_connections: cfg.max_connections,
+        desk: klad_web::DeskConfig {
+            setup_secret: setup_secret.clone(),
+            always_secure: false,
+        },
     });
     let server_file = cfg.data.join(SERVER_FILE);
     std::fs::write(
@@ -292,6 +303,17 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     )?;
     tracing::info!(%addr, "klad-server listening; sync at ws://{addr}/sync");
     println!("klad-server listening on {addr}");
+    if let Some(secret) = &setup_secret {
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        println!(
+            "No process yet. Open this link once to open the first process in the web desk and invite its facilitator (it works until then, and a restart makes a new one):\n  http://{host}{}",
+            klad_web::setup_path(secret)
+        );
+    }
 
     let app = router(state);
     let shutdown = {

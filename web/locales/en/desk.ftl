@@ -1,0 +1,142 @@
+# The web desk's texts in English (plain language).
+# Every message is also in ../nl/desk.ftl; a test keeps them together.
+
+skip-to-content = Skip to the content
+nav-label = Main menu
+nav-home = Overview
+nav-articles = Articles
+nav-inbox = To answer
+nav-waiting = Waiting for an answer
+nav-members = Members
+signed-in-as = Signed in as { $name }
+sign-out = Sign out
+language-label = Language
+language-choose = Choose language
+back-home = Back to the overview
+back-articles = Back to the articles
+
+role-drafter = resident (drafter)
+role-official = official
+role-facilitator = facilitator
+role-observer = observer
+phase-drafting = drafting
+phase-consultation = consultation
+phase-final = closed
+
+welcome-title = Welcome to Klad
+welcome-intro = Klad is where residents write the text of an ordinance together, and where the municipality responds to it.
+welcome-how = To sign in, open the invitation link the facilitator gave you. No link? Ask your process's facilitator for an invitation.
+
+home-phase = Phase
+home-role = Your role
+home-articles = Articles
+home-open = Contributions waiting for an answer
+home-next = What can you do?
+home-read-articles = Read the articles and the contributions
+home-answer = Answer the contributions waiting for you
+home-invite = Invite someone
+
+start-title = Open the first process
+start-intro = This server has no process yet. Give the process a title and the name of the facilitator who will run it. You then get an invitation link for that facilitator. This page works only once.
+start-process-title = Title of the ordinance
+start-facilitator = Name of the facilitator
+start-submit = Open the process
+start-need-title = Give the process a title, for example the name of the ordinance.
+start-need-facilitator = Fill in the facilitator's name. Everyone sees it next to what the facilitator writes.
+start-used = This link has been used already or is no longer valid: the first process is open. Ask its facilitator for an invitation.
+started-title = The process “{ $title }” is open
+started-intro = This is the invitation for { $name }, the facilitator. Give this link to { $name } only: whoever has it can sign in as the facilitator.
+
+invited-title = Invitation for { $name }
+invited-intro = They take part as { $role }. Give this link or QR code to this person only.
+invited-link = Invitation link
+invited-once = Keep the link safe: it is shown here only once. If it is lost, make a new invitation.
+invited-qr = Scan this code with the phone to open the invitation.
+invited-qr-label = QR code with the invitation link for { $name }
+expires-on = The link is valid until { $date }.
+
+sign-in-title = Sign in
+sign-in-intro = You are opening an invitation to Klad. Press the button to sign in on this computer. Using someone else's computer? Sign out when you are done.
+sign-in-submit = Sign in
+
+invitation-expired-title = This invitation has expired
+invitation-expired = The invitation is no longer valid. Ask the facilitator for a new invitation.
+invitation-revoked-title = This invitation was withdrawn
+invitation-revoked = The facilitator withdrew this invitation or gave you a new one. Use the newest invitation, or ask the facilitator for a new one.
+invitation-invalid-title = This link does not work
+invitation-invalid = The link is incomplete or not from this server. Copy the whole link from your invitation and try again.
+invitation-unknown-title = This invitation belongs to nobody any more
+invitation-unknown = The invitation names a member or process this server does not know. Ask the facilitator for a new invitation.
+
+articles-title = Articles
+articles-none = No articles have been written yet.
+threads-count = { $n ->
+    [0] no contributions
+    [one] 1 contribution
+   *[other] { $n } contributions
+}
+article-missing = This article does not exist (any more). Choose an article from the list.
+article-text = Text
+article-threads = Contributions
+article-no-threads = Nobody has responded to this article yet.
+passage-link = to contribution { $n }
+
+thread-comment-by = Comment by { $name }
+thread-suggestion-by = Suggested wording by { $name }
+thread-passage = About the text:
+thread-orphaned = This text is no longer in the article. The contribution was about:
+thread-wording = Suggested text:
+thread-hidden = Hidden by the facilitator. Reason: { $reason }
+hidden-text = (hidden by the facilitator)
+reply-by = Reply by { $name }
+answer-by = Formal answer by { $name }
+status-open = waiting for an answer
+status-answered = answered
+status-resolved = resolved
+status-hidden = hidden
+answer-adopted = taken over
+answer-partly-adopted = partly taken over
+answer-not-adopted = not taken over
+answer-noted = noted
+days-waiting = { $n ->
+    [0] since today
+    [one] 1 day
+   *[other] { $n } days
+}
+
+inbox-title = To answer
+inbox-intro = Contributions still waiting for a formal answer, the oldest first.
+inbox-empty = Nothing is waiting for an answer.
+inbox-caption = { $n ->
+    [one] 1 contribution is waiting for an answer
+   *[other] { $n } contributions are waiting for an answer
+}
+inbox-waiting = Waiting
+inbox-article = Article
+inbox-from = From
+inbox-what = Contribution
+
+members-title = Members
+members-caption = { $n ->
+    [one] 1 member
+   *[other] { $n } members
+}
+members-name = Name
+members-role = Role
+invite-title = Invite someone
+invite-name = Name
+invite-role = Role
+invite-submit = Make the invitation
+invite-bad-role = Choose a role: resident, official, facilitator or observer.
+invite-need-name = Fill in a name. Everyone sees it next to what this person writes.
+
+error-not-found = Not found
+error-refused = Not allowed
+error-bad-input = That did not work
+error-failed = Something went wrong
+not-found-sentence = There is nothing at this address. Go back to the overview.
+refused-cross-site = This form did not come from a page of Klad, so it was refused. Open Klad itself and try again there.
+refused-not-signed-in = You are not signed in (any more). Open your invitation link to sign in, then try again.
+refused-csrf = This form has expired or did not come from your own page, so nothing was done. Reload the page and try again.
+refused-form = The form was incomplete ({ $detail }). Reload the page and fill in everything.
+refused-language = Choose Dutch or English.

@@ -1,0 +1,142 @@
+# De teksten van de webbalie, in het Nederlands (taalniveau B1).
+# Elk bericht staat ook in ../en/desk.ftl; een test bewaakt dat.
+
+skip-to-content = Naar de inhoud
+nav-label = Hoofdmenu
+nav-home = Overzicht
+nav-articles = Artikelen
+nav-inbox = Te beantwoorden
+nav-waiting = Wacht op antwoord
+nav-members = Deelnemers
+signed-in-as = Ingelogd als { $name }
+sign-out = Uitloggen
+language-label = Taal
+language-choose = Kies taal
+back-home = Terug naar het overzicht
+back-articles = Terug naar de artikelen
+
+role-drafter = inwoner (schrijver)
+role-official = ambtenaar
+role-facilitator = facilitator
+role-observer = meelezer
+phase-drafting = schrijven
+phase-consultation = inspraak
+phase-final = afgerond
+
+welcome-title = Welkom bij Klad
+welcome-intro = Klad is de plek waar inwoners samen de tekst van een verordening schrijven, en waar de gemeente daarop reageert.
+welcome-how = Om in te loggen opent u de uitnodigingslink die u van de facilitator heeft gekregen. Heeft u geen link? Vraag de facilitator van uw proces om een uitnodiging.
+
+home-phase = Fase
+home-role = Uw rol
+home-articles = Artikelen
+home-open = Reacties die op een antwoord wachten
+home-next = Wat kunt u doen?
+home-read-articles = De artikelen en de reacties lezen
+home-answer = Reacties beantwoorden die op u wachten
+home-invite = Iemand uitnodigen
+
+start-title = Het eerste proces openen
+start-intro = Deze server heeft nog geen proces. Geef het proces een titel en vul de naam in van de facilitator die het gaat begeleiden. U krijgt daarna een uitnodigingslink voor die facilitator. Deze pagina werkt maar één keer.
+start-process-title = Titel van de verordening
+start-facilitator = Naam van de facilitator
+start-submit = Proces openen
+start-need-title = Geef het proces een titel, bijvoorbeeld de naam van de verordening.
+start-need-facilitator = Vul de naam van de facilitator in. Die naam ziet iedereen bij wat de facilitator schrijft.
+start-used = Deze link is al gebruikt of is niet meer geldig. Het eerste proces is al geopend. Vraag de facilitator om een uitnodiging.
+started-title = Het proces „{ $title }” is geopend
+started-intro = Dit is de uitnodiging voor { $name }, de facilitator. Geef deze link alleen aan { $name }: wie de link heeft, kan als facilitator inloggen.
+
+invited-title = Uitnodiging voor { $name }
+invited-intro = { $name } doet mee als { $role }. Geef deze link of QR-code alleen aan deze persoon.
+invited-link = Uitnodigingslink
+invited-once = Bewaar de link goed: u ziet hem hier maar één keer. Bent u hem kwijt, maak dan een nieuwe uitnodiging.
+invited-qr = Scan deze code met de telefoon om de uitnodiging te openen.
+invited-qr-label = QR-code met de uitnodigingslink voor { $name }
+expires-on = De link is geldig tot { $date }.
+
+sign-in-title = Inloggen
+sign-in-intro = U opent een uitnodiging voor Klad. Klik op de knop om in te loggen op deze computer. Gebruikt u een computer van iemand anders? Log dan na afloop uit.
+sign-in-submit = Inloggen
+
+invitation-expired-title = Deze uitnodiging is verlopen
+invitation-expired = De uitnodiging is niet meer geldig. Vraag de facilitator om een nieuwe uitnodiging.
+invitation-revoked-title = Deze uitnodiging is ingetrokken
+invitation-revoked = De facilitator heeft deze uitnodiging ingetrokken of u een nieuwe gegeven. Gebruik de nieuwste uitnodiging, of vraag de facilitator om een nieuwe.
+invitation-invalid-title = Deze link werkt niet
+invitation-invalid = De link is niet compleet of niet van deze server. Kopieer de hele link uit uw uitnodiging en probeer het opnieuw.
+invitation-unknown-title = Deze uitnodiging hoort bij niemand meer
+invitation-unknown = De uitnodiging noemt een deelnemer of proces dat deze server niet kent. Vraag de facilitator om een nieuwe uitnodiging.
+
+articles-title = Artikelen
+articles-none = Er zijn nog geen artikelen geschreven.
+threads-count = { $n ->
+    [0] geen reacties
+    [one] 1 reactie
+   *[other] { $n } reacties
+}
+article-missing = Dit artikel bestaat niet (meer). Kies een artikel uit de lijst.
+article-text = Tekst
+article-threads = Reacties
+article-no-threads = Er zijn nog geen reacties op dit artikel.
+passage-link = naar reactie { $n }
+
+thread-comment-by = Reactie van { $name }
+thread-suggestion-by = Tekstvoorstel van { $name }
+thread-passage = Over de tekst:
+thread-orphaned = Deze tekst staat niet meer in het artikel. De reactie ging over:
+thread-wording = Voorgestelde tekst:
+thread-hidden = Verborgen door de facilitator. Reden: { $reason }
+hidden-text = (verborgen door de facilitator)
+reply-by = Antwoord van { $name }
+answer-by = Formeel antwoord van { $name }
+status-open = wacht op antwoord
+status-answered = beantwoord
+status-resolved = afgehandeld
+status-hidden = verborgen
+answer-adopted = overgenomen
+answer-partly-adopted = deels overgenomen
+answer-not-adopted = niet overgenomen
+answer-noted = voor kennisgeving aangenomen
+days-waiting = { $n ->
+    [0] sinds vandaag
+    [one] 1 dag
+   *[other] { $n } dagen
+}
+
+inbox-title = Te beantwoorden
+inbox-intro = Reacties die nog op een formeel antwoord wachten. De oudste staat bovenaan.
+inbox-empty = Er wacht niets op een antwoord.
+inbox-caption = { $n ->
+    [one] 1 reactie wacht op een antwoord
+   *[other] { $n } reacties wachten op een antwoord
+}
+inbox-waiting = Wacht al
+inbox-article = Artikel
+inbox-from = Van
+inbox-what = Reactie
+
+members-title = Deelnemers
+members-caption = { $n ->
+    [one] 1 deelnemer
+   *[other] { $n } deelnemers
+}
+members-name = Naam
+members-role = Rol
+invite-title = Iemand uitnodigen
+invite-name = Naam
+invite-role = Rol
+invite-submit = Uitnodiging maken
+invite-bad-role = Kies een rol: inwoner, ambtenaar, facilitator of meelezer.
+invite-need-name = Vul een naam in. Die naam ziet iedereen bij wat deze persoon schrijft.
+
+error-not-found = Niet gevonden
+error-refused = Niet toegestaan
+error-bad-input = Dat ging niet
+error-failed = Er ging iets mis
+not-found-sentence = Op dit adres staat niets. Ga terug naar het overzicht.
+refused-cross-site = Dit formulier kwam niet van een pagina van Klad en is daarom geweigerd. Open Klad zelf en probeer het daar opnieuw.
+refused-not-signed-in = U bent niet (meer) ingelogd. Open uw uitnodigingslink om in te loggen en probeer het daarna opnieuw.
+refused-csrf = Dit formulier is verlopen of kwam niet van uw eigen pagina, en is daarom niet verwerkt. Laad de pagina opnieuw en probeer het nog eens.
+refused-form = Het formulier was niet compleet ({ $detail }). Laad de pagina opnieuw en vul alles in.
+refused-language = Kies Nederlands of Engels.

@@ -1,0 +1,309 @@
+// The web desk in a real browser: Debian's Chromium driven by playwright-core
+// against a real klad-server, with a resident's phone on the real Python
+// bindings. axe-core checks every page against WCAG 2.1 A and AA.
+//
+// Environment (set by scripts/test-web.sh):
+//   KLAD_SERVER_BIN       the klad-server binary
+//   KLAD_BINDINGS_PYTHON  the generated Python bindings (for phone.py)
+//   KLAD_CHROMIUM         the browser (default /usr/bin/chromium)
+//   KLAD_SCREENSHOTS      a directory to save screenshots of the main pages in
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { AxeBuilder } from '@axe-core/playwright';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+const serverBin = process.env.KLAD_SERVER_BIN ?? path.join(root, 'target/debug/klad-server');
+const chromiumPath = process.env.KLAD_CHROMIUM ?? '/usr/bin/chromium';
+const screenshots = process.env.KLAD_SCREENSHOTS;
+
+let data, server, base, setupLink, browser;
+const s = {}; // what one step leaves for the next
+
+/** Starts klad-server on a free loopback port; resolves with its address and first-run link. */
+function startServer(dir) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(serverBin, ['--data', dir, '--listen', '127.0.0.1:0'], {
+      env: { ...process.env, RUST_LOG: process.env.KLAD_TEST_LOG ?? 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`klad-server did not start in 60 s; it printed: ${out}`)), 60_000);
+    proc.on('exit', (code) => reject(new Error(`klad-server exited (${code}) before it was ready: ${out}`)));
+    proc.stdout.on('data', (chunk) => {
+      out += chunk;
+      const addr = out.match(/listening on (\S+)/);
+      const link = out.match(/(http:\/\/\S+\/desk\/start\/[0-9a-f]+)\r?\n/);
+      if (addr && link) {
+        clearTimeout(timer);
+        resolve({ proc, base: `http://${addr[1]}`, setupLink: link[1] });
+      }
+    });
+  });
+}
+
+/** axe-core on the page as it is: no violation of WCAG 2.1 A or AA. */
+async function accessible(page, what) {
+  const result = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
+    .analyze();
+  const found = result.violations.map(
+    (v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+  );
+  assert.deepEqual(found, [], `${what} has accessibility violations`);
+  // Usable at 320 px: nothing wider than the window.
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 320, height: 640 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  await page.setViewportSize(size);
+  assert.ok(wide <= 320, `${what} is ${wide} px wide at a 320 px window`);
+}
+
+async function shot(page, name) {
+  if (!screenshots) return;
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
+}
+
+/** A fresh browser profile, as a different person on another computer. */
+async function person() {
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 }, locale: 'nl-NL' });
+  return { context, page: await context.newPage() };
+}
+
+async function linkOnPage(page) {
+  const link = await page.locator('#link').inputValue();
+  assert.match(link, /\/desk\/in\/v4\.public\./);
+  return link;
+}
+
+before(async () => {
+  data = mkdtempSync(path.join(tmpdir(), 'klad-desk-'));
+  ({ proc: server, base, setupLink } = await startServer(path.join(data, 'server')));
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGKILL');
+  if (data) rmSync(data, { recursive: true, force: true });
+});
+
+test('the operator opens the first process from the link the server printed', async () => {
+  const { page } = await person();
+  await page.goto(setupLink);
+  assert.equal(await page.locator('html').getAttribute('lang'), 'nl');
+  await accessible(page, 'the first-run page');
+  await shot(page, 'first-run');
+  await page.getByLabel('Titel van de verordening').fill('Groen in de Schilderswijk');
+  await page.getByLabel('Naam van de facilitator').fill('Fenna');
+  await page.getByRole('button', { name: 'Proces openen' }).click();
+  await page.getByRole('heading', { name: /Groen in de Schilderswijk/ }).waitFor();
+  s.fenna = await linkOnPage(page);
+  assert.ok(await page.locator('figure.qr svg').count() === 1, 'the invitation has a QR code');
+  await accessible(page, 'the first facilitator\'s invitation');
+  await page.context().close();
+});
+
+test('the first-run link works only once', async () => {
+  const { page, context } = await person();
+  const r = await page.goto(setupLink);
+  assert.equal(r.status(), 404);
+  await page.getByText('al gebruikt').waitFor();
+  await accessible(page, 'the used first-run link');
+  await context.close();
+});
+
+test('the facilitator signs in with the link and invites an official and a resident', async () => {
+  const { page } = await person();
+  s.fennaPage = page;
+  await page.goto(s.fenna);
+  await accessible(page, 'the sign-in page');
+  await page.getByRole('button', { name: 'Inloggen' }).click();
+  await page.getByRole('heading', { name: 'Groen in de Schilderswijk' }).waitFor();
+  await accessible(page, 'the facilitator\'s overview');
+  await shot(page, 'overview-facilitator');
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'klad_desk');
+  assert.ok(session, 'a session cookie is set');
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, 'Strict');
+
+  await page.getByRole('link', { name: 'Deelnemers' }).click();
+  await accessible(page, 'the members page');
+  for (const [name, role, key] of [['Olga de Vries', 'ambtenaar', 'olga'], ['Anna', 'inwoner (schrijver)', 'anna']]) {
+    await page.getByRole('link', { name: 'Deelnemers' }).click();
+    await page.getByLabel('Naam').fill(name);
+    await page.getByLabel(role).check();
+    await page.getByRole('button', { name: 'Uitnodiging maken' }).click();
+    await page.getByRole('heading', { name: `Uitnodiging voor ${name}` }).waitFor();
+    s[key] = await linkOnPage(page);
+  }
+  await accessible(page, 'an invitation');
+  await shot(page, 'invitation');
+  await page.getByRole('link', { name: 'Deelnemers' }).click();
+  await page.getByRole('cell', { name: 'Olga de Vries' }).waitFor();
+});
+
+test('a resident drafts an article and comments on it from the phone', () => {
+  const token = s.anna.split('/desk/in/')[1];
+  const out = execFileSync('python3', [
+    path.join(here, 'phone.py'), path.join(data, 'anna-phone'), base, token, 'draft',
+    'Bomen', 'De gemeente plant in elke straat bomen.', 'in elke straat', 'Ook in de Jacob Catsstraat?',
+  ], { encoding: 'utf8', timeout: 120_000 });
+  s.drafted = JSON.parse(out.trim().split('\n').pop());
+  assert.ok(s.drafted.article && s.drafted.thread);
+});
+
+test('the official signs in and finds the comment in the inbox, with the keyboard only', async () => {
+  const { page } = await person();
+  s.olgaPage = page;
+  await page.goto(s.olga);
+  // Keyboard only: the skip link, then the sign-in button.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Naar de inhoud');
+  let reached = false;
+  for (let i = 0; i < 10 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement.textContent.trim() === 'Inloggen');
+  }
+  assert.ok(reached, 'the sign-in button is reachable with Tab');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Groen in de Schilderswijk' }).waitFor();
+  await accessible(page, 'the official\'s overview');
+
+  // To the inbox through the menu, with Tab and Enter.
+  reached = false;
+  for (let i = 0; i < 15 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement.textContent.trim() === 'Te beantwoorden');
+  }
+  assert.ok(reached, 'the inbox link is reachable with Tab');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Te beantwoorden', level: 1 }).waitFor();
+  const row = page.getByRole('row', { name: /Ook in de Jacob Catsstraat/ });
+  await row.waitFor();
+  assert.match(await row.textContent(), /sinds vandaag/);
+  assert.match(await row.textContent(), /Anna/);
+  await accessible(page, 'the inbox');
+  await shot(page, 'inbox');
+
+  // The comment's link leads to the article, the passage marked and numbered.
+  const link = row.getByRole('link');
+  await link.focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: /Artikel 1: Bomen/ }).waitFor();
+  assert.ok(page.url().endsWith(`#thread-${s.drafted.thread}`), `the link names the thread: ${page.url()}`);
+  assert.equal(await page.locator(`#thread-${s.drafted.thread}`).count(), 1, 'the thread is on the page');
+  assert.equal(await page.locator('mark').first().textContent(), 'in elke straat');
+  await page.getByRole('link', { name: 'naar reactie 1' }).waitFor();
+  await page.getByText('Ook in de Jacob Catsstraat?').waitFor();
+  await accessible(page, 'an article with a comment');
+  await shot(page, 'article');
+});
+
+test('forms without the session\'s secret, without a session, or from another site are refused', async () => {
+  const page = s.olgaPage;
+  await page.goto(`${base}/desk/members`);
+  const csrf = await page.locator('input[name=csrf]').first().inputValue();
+  assert.equal(csrf.length, 128);
+
+  // The official's own cookie, but no form secret.
+  let r = await page.request.post(`${base}/desk/members`, { form: { name: 'X', role: 'drafter' } });
+  assert.equal(r.status(), 400, 'a form without its secret is incomplete');
+  r = await page.request.post(`${base}/desk/members`, { form: { csrf: 'f'.repeat(128), name: 'X', role: 'drafter' } });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /niet van uw eigen pagina/);
+
+  // The right secret, but the official may not invite: refused with a sentence.
+  r = await page.request.post(`${base}/desk/members`, { form: { csrf, name: 'X', role: 'drafter' } });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /facilitator/i);
+
+  // No cookie at all.
+  const { context: stranger } = await person();
+  r = await stranger.request.post(`${base}/desk/members`, { form: { csrf, name: 'X', role: 'drafter' } });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /niet \(meer\) ingelogd/);
+  await stranger.close();
+
+  // Another site's page posting with the official's cookie.
+  r = await page.request.post(`${base}/desk/members`, {
+    form: { csrf, name: 'X', role: 'drafter' },
+    headers: { Origin: 'http://elders.example' },
+  });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /niet van een pagina van Klad/);
+
+  // Nobody was invited by any of these.
+  await s.fennaPage.goto(`${base}/desk/members`);
+  assert.equal(await s.fennaPage.getByRole('cell', { name: 'X', exact: true }).count(), 0);
+});
+
+test('a person reads the desk in English after choosing it', async () => {
+  const page = s.olgaPage;
+  await page.goto(`${base}/desk/inbox`);
+  await page.getByLabel('Taal').selectOption('en');
+  await page.getByRole('button', { name: 'Kies taal' }).click();
+  await page.getByRole('heading', { name: 'To answer', level: 1 }).waitFor();
+  assert.equal(await page.locator('html').getAttribute('lang'), 'en');
+  await accessible(page, 'the inbox in English');
+  await page.goto(`${base}/desk`);
+  await page.getByText('Signed in as Olga de Vries').waitFor();
+});
+
+test('signing out ends the session; the old cookie no longer signs anyone in', async () => {
+  const page = s.olgaPage;
+  const old = (await page.context().cookies()).find((c) => c.name === 'klad_desk');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Welcome to Klad' }).waitFor();
+  const { context, page: thief } = await person();
+  await context.addCookies([old]);
+  await thief.goto(`${base}/desk/inbox`);
+  await thief.getByRole('heading', { name: 'Welkom bij Klad' }).waitFor();
+  await accessible(thief, 'the welcome page');
+  await context.close();
+});
+
+test('a revoked, a damaged and an unknown invitation each get a clear page', async () => {
+  // The process id, from the claims of the invitation (PASETO v4.public:
+  // the JSON claims followed by a 64-byte signature).
+  const signed = Buffer.from(s.olga.split('/desk/in/v4.public.')[1], 'base64url');
+  const processId = JSON.parse(signed.subarray(0, signed.length - 64).toString('utf8')).pid;
+  assert.ok(processId, 'the invitation names its process');
+  execFileSync(serverBin, ['--data', path.join(data, 'server'), 'members', 'revoke', '--process', processId, '--member', 'Olga de Vries', '--json'], { encoding: 'utf8' });
+
+  const { page, context } = await person();
+  let r = await page.goto(s.olga);
+  assert.equal(r.status(), 403);
+  await page.getByRole('heading', { name: 'Deze uitnodiging is ingetrokken' }).waitFor();
+  await accessible(page, 'the revoked invitation');
+  await shot(page, 'revoked');
+
+  r = await page.goto(`${base}/desk/in/v4.public.niet-echt`);
+  assert.equal(r.status(), 403);
+  await page.getByRole('heading', { name: 'Deze link werkt niet' }).waitFor();
+  await accessible(page, 'the damaged invitation');
+  await context.close();
+
+  // The facilitator's session lives on; an official signed in before the
+  // revocation would have been signed out (checked on every request).
+  await s.fennaPage.goto(`${base}/desk/members`);
+  await s.fennaPage.getByRole('heading', { name: 'Deelnemers', level: 1 }).waitFor();
+});
+
+test('pages that do not exist say so in a sentence', async () => {
+  const { page, context } = await person();
+  const r = await page.goto(`${base}/desk/nergens`);
+  assert.equal(r.status(), 404);
+  await page.getByText('Op dit adres staat niets').waitFor();
+  await accessible(page, 'the not-found page');
+  await context.close();
+});

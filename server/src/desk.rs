@@ -3,14 +3,20 @@
 //! the same checks) as the HTTP API and the command line. Desk sessions are
 //! kept in the server's store, under the hash of their cookie.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use automerge::ActorId;
+use klad_core::document::KladDocument;
 use klad_core::rules::Role;
 use klad_core::store::{Key, KvStore};
-use klad_core::{ContributionsDoc, DocRole, MemberId, ProcessDoc, ProcessDocs, ProcessId, TextDoc};
+use klad_core::{
+    ContributionsDoc, DocRole, MemberId, ProcessDoc, ProcessDocs, ProcessId, Session, TextDoc,
+};
+use klad_sync::access::{Access, peer_id_for};
+use klad_sync::authorship::{self, Sender, Signatures};
 use klad_web::{
-    Backend, DeskError, InvitationProblem, Invited, NewInvitation, NewProcess, StoredSession,
+    Act, Backend, DeskError, InvitationProblem, Invited, NewInvitation, NewProcess, StoredSession,
 };
 
 use crate::auth::TokenError;
@@ -20,12 +26,37 @@ use crate::http::DEFAULT_TTL;
 /// The desk's backend over the server's facilitation and store.
 pub struct ServerDesk {
     facilitation: Arc<Facilitation>,
+    /// Desk writes one at a time: each reads the member's document from the
+    /// store, so the next must see the last one stored.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl ServerDesk {
     /// A backend for the desk of this server.
     pub fn new(facilitation: Arc<Facilitation>) -> Self {
-        Self { facilitation }
+        Self {
+            facilitation,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The member's desk device: the Automerge actor everything they write
+    /// at the desk carries, made at their first write and kept in the store
+    /// (like a phone's, it becomes theirs in the process document).
+    async fn desk_actor(&self, member: &MemberId) -> Result<ActorId, DeskError> {
+        let kv = self.facilitation.kv().clone();
+        let key = Key::new([SERVER_PREFIX, "desk-device", member.as_str()]).map_err(store_error)?;
+        tokio::task::spawn_blocking(move || {
+            if let Some(bytes) = kv.get(&key)? {
+                return Ok(ActorId::from(bytes));
+            }
+            let actor = ActorId::random();
+            kv.put(&key, actor.to_bytes())?;
+            Ok(actor)
+        })
+        .await
+        .map_err(store_error)?
+        .map_err(|e: klad_core::store::StoreError| store_error(e))
     }
 }
 
@@ -44,6 +75,39 @@ fn store_error(e: impl std::fmt::Display) -> DeskError {
     DeskError::Internal(format!(
         "The server could not read or write its store ({e}). Try again; if it keeps failing, check the server log."
     ))
+}
+
+fn core_error(e: klad_core::Error) -> DeskError {
+    match e {
+        klad_core::Error::NotAllowed(m) => DeskError::Refused(m),
+        klad_core::Error::NotFound(m) => DeskError::NotFound(m),
+        klad_core::Error::InvalidInput(m) => DeskError::BadInput(m),
+        other => DeskError::Internal(other.to_string()),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The part of `new` that differs from `old`: characters `start..end` of
+/// `old` become `middle` (the common beginning and end stay untouched, so
+/// passages others commented on keep their place).
+fn differing_part(old: &str, new: &str) -> (usize, usize, String) {
+    let a: Vec<char> = old.chars().collect();
+    let b: Vec<char> = new.chars().collect();
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let middle: String = b[prefix..b.len() - suffix].iter().collect();
+    (prefix, a.len() - suffix, middle)
 }
 
 fn new_invitation(i: Invitation) -> NewInvitation {
@@ -202,6 +266,124 @@ impl Backend for ServerDesk {
         .map_err(store_error)?
         .map(new_invitation)
         .map_err(desk_error)
+    }
+
+    async fn act(&self, process: &ProcessId, member: &MemberId, act: Act) -> Result<(), DeskError> {
+        let _one_at_a_time = self.writes.lock().await;
+        let actor = self.desk_actor(member).await?;
+        let docs = self.process_docs(process).await?;
+        let info = docs.process.info().map_err(core_error)?;
+        let mine = info
+            .member(member)
+            .map_err(core_error)?
+            .contributions_doc
+            .clone();
+        let before_mine = docs
+            .contributions
+            .get(member)
+            .map(|d| d.automerge().clone())
+            .ok_or_else(|| DeskError::Internal(format!("The server holds no copy of your contributions (document {mine}). Check the server log.")))?;
+        let before_text = docs.text.automerge().clone();
+        let now = now_ms();
+        let mut session = Session::new(docs, member.clone(), actor);
+        match &act {
+            Act::Answer {
+                thread,
+                status,
+                reason,
+            } => session.answer(now, thread, *status, reason).map(|_| ()),
+            Act::Reply { thread, text } => session.reply(now, thread, text).map(|_| ()),
+            Act::EditBody { article, body } => {
+                let current = session.docs().text.body(article).map_err(core_error)?;
+                let (start, end, middle) = differing_part(&current, body);
+                session.replace_range(now, article, start, end, &middle)
+            }
+        }
+        .map_err(core_error)?;
+        let after_mine = session
+            .docs()
+            .contributions
+            .get(member)
+            .map(|d| d.automerge().clone())
+            .unwrap_or_default();
+        let mut writes = Vec::new();
+        for (doc_id, before, after) in [
+            (
+                info.text_doc.clone(),
+                &before_text,
+                session.docs().text.automerge(),
+            ),
+            (mine, &before_mine, &after_mine),
+        ] {
+            let changes: Vec<automerge::Change> = after.get_changes(&before.get_heads());
+            if !changes.is_empty() {
+                writes.push((doc_id, changes));
+            }
+        }
+        // The same checks as a websocket of this member: their access to
+        // each document, then each change's author (klad_sync::authorship).
+        let directory = self.facilitation.directory();
+        let peer = peer_id_for(member, None);
+        let mut new_devices = Vec::new();
+        for (doc_id, changes) in &writes {
+            if directory.access(doc_id.as_str(), &peer) != Access::ReadWrite {
+                return Err(DeskError::Refused(
+                    "You may not write here now (your role or the phase does not allow it); nothing was saved.".into(),
+                ));
+            }
+            let registry = directory.registry_of_doc(doc_id.as_str());
+            let judged = authorship::inspect_changes(doc_id.to_string(), changes.clone()).judge(
+                registry.as_deref(),
+                Sender {
+                    member,
+                    may_register: true,
+                },
+                &Signatures::default(),
+                &HashSet::new(),
+            );
+            if let Some((_, actor, refusal)) = judged.refused.first() {
+                tracing::warn!(%member, document = %doc_id, %actor, reason = refusal.label(), "refused a change written at the desk");
+                return Err(DeskError::Refused(
+                    "This change could not be accepted as yours (its device belongs to someone else); nothing was saved. Sign out and in again, and tell the facilitator if it happens again.".into(),
+                ));
+            }
+            new_devices.extend(judged.new_devices);
+        }
+        for new in &new_devices {
+            // The desk's device becomes the member's, as a phone's does.
+            if directory
+                .claim(process, &new.to_hex_string(), member)
+                .is_err()
+            {
+                return Err(DeskError::Refused(
+                    "This desk's device is already someone else's; nothing was saved. Tell the facilitator.".into(),
+                ));
+            }
+            self.facilitation
+                .register_device(process, member, new, None)
+                .await
+                .map_err(desk_error)?;
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let lease = self
+            .facilitation
+            .hubs()
+            .lease(process)
+            .map_err(|e| DeskError::Unavailable(e.to_string()))?;
+        for (doc_id, changes) in writes {
+            match lease.write(doc_id.as_str(), changes).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(DeskError::Unavailable(
+                        "The server could not save this; nothing was changed. Try again in a moment; if it keeps failing, tell the server's operator.".into(),
+                    ));
+                }
+                Err(e) => return Err(DeskError::Unavailable(e.to_string())),
+            }
+        }
+        Ok(())
     }
 
     async fn save_session(&self, id: &str, session: &StoredSession) -> Result<(), DeskError> {

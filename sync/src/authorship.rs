@@ -367,6 +367,30 @@ pub fn inspect_message(document: String, msg: SyncMessage) -> Result<Inspected, 
     })
 }
 
+/// Changes the server writes for a member itself (the web desk, acting as
+/// the signed-in member), to be judged exactly as a message of that member's
+/// carrying them would be.
+pub fn inspect_changes(document: String, mut changes: Vec<Change>) -> Inspected {
+    let msg = SyncMessage {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: ChunkList::from(
+            changes
+                .iter_mut()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect::<Vec<_>>(),
+        ),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    Inspected {
+        document,
+        msg,
+        changes,
+    }
+}
+
 /// What the check decided about one message.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Judged {

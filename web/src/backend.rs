@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use klad_core::rules::Role;
-use klad_core::{MemberId, ProcessDocs, ProcessId};
+use klad_core::{AnswerStatus, ContributionId, MemberId, ProcessDocs, ProcessId};
 
 /// Who an invitation link (a member token) lets in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +84,35 @@ pub enum DeskError {
     Internal(String),
 }
 
+/// Something a member does at the desk, written in their name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// A formal answer to a thread (officials).
+    Answer {
+        /// The thread.
+        thread: ContributionId,
+        /// Taken over, partly, not, or noted.
+        status: AnswerStatus,
+        /// Why.
+        reason: String,
+    },
+    /// New text for an article's body (drafters, while drafting): the part
+    /// that differs from the body as it is replaces that part.
+    EditBody {
+        /// The article.
+        article: klad_core::ArticleId,
+        /// The whole body as it should read.
+        body: String,
+    },
+    /// A reply in a thread.
+    Reply {
+        /// The thread.
+        thread: ContributionId,
+        /// What they say.
+        text: String,
+    },
+}
+
 /// What a signed-in desk session records (stored by the server, so a
 /// restart does not sign people out and several nodes can share it).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -136,6 +165,16 @@ pub trait Backend: Send + Sync + 'static {
         name: &str,
         role: Role,
     ) -> impl Future<Output = Result<NewInvitation, DeskError>> + Send;
+
+    /// Writes `act` as `member` of `process`: klad-core's rules decide
+    /// whether they may, the server checks the change's author and access as
+    /// for any connection of theirs, and returns once it is stored.
+    fn act(
+        &self,
+        process: &ProcessId,
+        member: &MemberId,
+        act: Act,
+    ) -> impl Future<Output = Result<(), DeskError>> + Send;
 
     /// Stores a session under `id` (a hash of the cookie, never the cookie).
     fn save_session(

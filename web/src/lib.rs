@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 
 pub use backend::{
-    Backend, DeskError, InvitationProblem, Invited, NewInvitation, NewProcess, StoredSession,
+    Act, Backend, DeskError, InvitationProblem, Invited, NewInvitation, NewProcess, StoredSession,
 };
 pub use i18n::{Catalogue, Lang};
 

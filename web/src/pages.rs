@@ -14,12 +14,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use klad_core::rules::{Phase, Role};
+use klad_core::rules::{Action, Phase, Role, may};
 use klad_core::views::{self, AnswerView, ArticleView, ThreadKind, ThreadStatus, ThreadView};
-use klad_core::{AnchorView, AnswerStatus, ArticleId, ProcessDocs, ProcessInfo};
+use klad_core::{AnchorView, AnswerStatus, ArticleId, ContributionId, ProcessDocs, ProcessInfo};
 use serde::Deserialize;
 
-use crate::backend::{Backend, DeskError, InvitationProblem, NewInvitation, StoredSession};
+use crate::backend::{Act, Backend, DeskError, InvitationProblem, NewInvitation, StoredSession};
 use crate::i18n::{Lang, Tr};
 use crate::session;
 use crate::text::{Piece, pieces};
@@ -45,7 +45,16 @@ pub(crate) fn routes<B: Backend>(desk: Arc<Desk<B>>) -> Router {
         .route("/desk/language", axum::routing::post(language::<B>))
         .route("/desk/articles", get(articles::<B>))
         .route("/desk/articles/{id}", get(article::<B>))
+        .route(
+            "/desk/articles/{id}/text",
+            axum::routing::post(edit_text::<B>),
+        )
         .route("/desk/inbox", get(inbox::<B>))
+        .route(
+            "/desk/threads/{id}/answer",
+            axum::routing::post(answer::<B>),
+        )
+        .route("/desk/threads/{id}/reply", axum::routing::post(reply::<B>))
         .route("/desk/members", get(members::<B>).post(invite::<B>))
         .route("/desk/{*rest}", get(not_found::<B>).post(not_found::<B>))
         .with_state(desk)
@@ -406,12 +415,17 @@ impl ThreadItem {
 
     /// The catalogue id of an answer's verdict.
     fn answer_key(&self, answer: &AnswerView) -> &'static str {
-        match answer.status {
-            AnswerStatus::Adopted => "answer-adopted",
-            AnswerStatus::PartlyAdopted => "answer-partly-adopted",
-            AnswerStatus::NotAdopted => "answer-not-adopted",
-            AnswerStatus::Noted => "answer-noted",
-        }
+        answer_status_key(answer.status)
+    }
+}
+
+/// The catalogue id of a verdict.
+fn answer_status_key(status: AnswerStatus) -> &'static str {
+    match status {
+        AnswerStatus::Adopted => "answer-adopted",
+        AnswerStatus::PartlyAdopted => "answer-partly-adopted",
+        AnswerStatus::NotAdopted => "answer-not-adopted",
+        AnswerStatus::Noted => "answer-noted",
     }
 }
 
@@ -429,6 +443,16 @@ struct ArticlePage<'a> {
     article: ArticleView,
     pieces: Vec<Piece>,
     threads: Vec<ThreadItem>,
+    /// What the member may do here now (the forms the page offers; klad-core
+    /// decides again when they are sent).
+    may_answer: bool,
+    may_reply: bool,
+    may_edit: bool,
+    /// The text was just stored.
+    edited: bool,
+    /// The thread whose answer or reply was just stored.
+    saved: Option<String>,
+    statuses: Vec<(&'static str, &'static str)>,
 }
 
 impl ArticlePage<'_> {
@@ -932,9 +956,16 @@ async fn articles<B: Backend>(State(desk): State<Arc<Desk<B>>>, headers: HeaderM
     render(StatusCode::OK, &page)
 }
 
+#[derive(Deserialize)]
+struct ArticleQuery {
+    saved: Option<String>,
+    edited: Option<String>,
+}
+
 async fn article<B: Backend>(
     State(desk): State<Arc<Desk<B>>>,
     Path(id): Path<String>,
+    query: Result<axum::extract::Query<ArticleQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let (me, docs, info) = match desk.signed_in(&headers).await {
@@ -959,6 +990,13 @@ async fn article<B: Backend>(
             _ => None,
         })
         .collect();
+    let role = info.members.get(&me.session.member).map(|m| m.role);
+    let may_do = |action: Action| role.is_some_and(|r| may(r, info.phase, action).is_ok());
+    let query = query.ok().map(|q| q.0);
+    let edited = query.as_ref().is_some_and(|q| q.edited.is_some());
+    let saved = query
+        .and_then(|q| q.saved)
+        .filter(|s| threads.iter().any(|t| t.thread.id.as_str() == s));
     let page = ArticlePage {
         ctx: desk.ctx(
             me.lang,
@@ -969,6 +1007,15 @@ async fn article<B: Backend>(
         pieces: pieces(&article.body, &passages),
         article,
         threads,
+        may_answer: may_do(Action::Answer),
+        may_reply: may_do(Action::Reply),
+        may_edit: may_do(Action::EditText),
+        edited,
+        saved,
+        statuses: AnswerStatus::ALL
+            .iter()
+            .map(|s| (s.as_str(), answer_status_key(*s)))
+            .collect(),
     };
     render(StatusCode::OK, &page)
 }
@@ -995,6 +1042,144 @@ async fn inbox<B: Backend>(State(desk): State<Arc<Desk<B>>>, headers: HeaderMap)
         waiting: thread_items(&articles, waiting),
     };
     render(StatusCode::OK, &page)
+}
+
+// -- writing
+
+#[derive(Deserialize)]
+struct AnswerForm {
+    csrf: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    csrf: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Writes `act` on `thread` as the signed-in member; once it is stored, back
+/// to the thread with a note that it was saved.
+async fn write_act<B: Backend>(desk: &Desk<B>, me: &Me, thread: &str, act: Act) -> Response {
+    let docs = match desk.backend.process_docs(&me.session.process).await {
+        Ok(d) => d,
+        Err(e) => return desk.desk_error(me.lang, &e),
+    };
+    let t = desk.catalogue.tr(me.lang);
+    let Some(article) = docs
+        .contribution(&ContributionId(thread.to_owned()))
+        .and_then(|_| views::threads(&docs, None, now_ms()).ok())
+        .and_then(|all| all.into_iter().find(|t| t.id.as_str() == thread))
+        .map(|t| t.article)
+    else {
+        return desk.error_page(me.lang, StatusCode::NOT_FOUND, &t.get("thread-missing"));
+    };
+    match desk
+        .backend
+        .act(&me.session.process, &me.session.member, act)
+        .await
+    {
+        Ok(()) => Redirect::to(&format!(
+            "/desk/articles/{article}?saved={thread}#thread-{thread}"
+        ))
+        .into_response(),
+        Err(e) => desk.desk_error(me.lang, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TextForm {
+    csrf: String,
+    #[serde(default)]
+    body: String,
+}
+
+async fn edit_text<B: Backend>(
+    State(desk): State<Arc<Desk<B>>>,
+    Path(article): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<TextForm>, FormRejection>,
+) -> Response {
+    let lang = anonymous_lang(&headers);
+    let Form(form) = match form {
+        Ok(f) => f,
+        Err(e) => return form_problem(&desk, lang, &e),
+    };
+    let me = match desk.checked_post(&headers, &form.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    // Browsers send line ends as CRLF; the text keeps LF.
+    let body = form.body.replace("\r\n", "\n");
+    let act = Act::EditBody {
+        article: ArticleId(article.clone()),
+        body,
+    };
+    match desk
+        .backend
+        .act(&me.session.process, &me.session.member, act)
+        .await
+    {
+        Ok(()) => Redirect::to(&format!("/desk/articles/{article}?edited=1")).into_response(),
+        Err(e) => desk.desk_error(me.lang, &e),
+    }
+}
+
+async fn answer<B: Backend>(
+    State(desk): State<Arc<Desk<B>>>,
+    Path(thread): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<AnswerForm>, FormRejection>,
+) -> Response {
+    let lang = anonymous_lang(&headers);
+    let Form(form) = match form {
+        Ok(f) => f,
+        Err(e) => return form_problem(&desk, lang, &e),
+    };
+    let me = match desk.checked_post(&headers, &form.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let t = desk.catalogue.tr(me.lang);
+    let Some(status) = AnswerStatus::parse(form.status.trim()) else {
+        return desk.error_page(
+            me.lang,
+            StatusCode::BAD_REQUEST,
+            &t.get("answer-need-status"),
+        );
+    };
+    let act = Act::Answer {
+        thread: ContributionId(thread.clone()),
+        status,
+        reason: form.reason,
+    };
+    write_act(&desk, &me, &thread, act).await
+}
+
+async fn reply<B: Backend>(
+    State(desk): State<Arc<Desk<B>>>,
+    Path(thread): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ReplyForm>, FormRejection>,
+) -> Response {
+    let lang = anonymous_lang(&headers);
+    let Form(form) = match form {
+        Ok(f) => f,
+        Err(e) => return form_problem(&desk, lang, &e),
+    };
+    let me = match desk.checked_post(&headers, &form.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let act = Act::Reply {
+        thread: ContributionId(thread.clone()),
+        text: form.text,
+    };
+    write_act(&desk, &me, &thread, act).await
 }
 
 // -- members

@@ -140,3 +140,14 @@ refused-not-signed-in = You are not signed in (any more). Open your invitation l
 refused-csrf = This form has expired or did not come from your own page, so nothing was done. Reload the page and try again.
 refused-form = The form was incomplete ({ $detail }). Reload the page and fill in everything.
 refused-language = Choose Dutch or English.
+
+answer-form-title = Give a formal answer
+answer-reason = Reason (everyone sees it)
+answer-submit = Save the answer
+answer-need-status = Choose whether the contribution is taken over, partly taken over, not taken over or noted.
+reply-label = Reply
+reply-submit = Save the reply
+saved = Saved. Everyone in the process sees it as soon as their phone or browser updates.
+thread-missing = This contribution does not exist (any more). Go back to the article and choose one from the list.
+edit-label = Change the text of this article
+edit-submit = Save the text

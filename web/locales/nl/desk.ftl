@@ -140,3 +140,14 @@ refused-not-signed-in = U bent niet (meer) ingelogd. Open uw uitnodigingslink om
 refused-csrf = Dit formulier is verlopen of kwam niet van uw eigen pagina, en is daarom niet verwerkt. Laad de pagina opnieuw en probeer het nog eens.
 refused-form = Het formulier was niet compleet ({ $detail }). Laad de pagina opnieuw en vul alles in.
 refused-language = Kies Nederlands of Engels.
+
+answer-form-title = Formeel antwoord geven
+answer-reason = Reden (die ziet iedereen)
+answer-submit = Antwoord opslaan
+answer-need-status = Kies of de reactie wordt overgenomen, deels overgenomen, niet overgenomen of voor kennisgeving aangenomen.
+reply-label = Reageren
+reply-submit = Reactie opslaan
+saved = Opgeslagen. Iedereen in het proces ziet het zodra hun telefoon of browser bijwerkt.
+thread-missing = Deze reactie bestaat niet (meer). Ga terug naar het artikel en kies een reactie uit de lijst.
+edit-label = De tekst van dit artikel aanpassen
+edit-submit = Tekst opslaan

@@ -209,6 +209,53 @@ test('the official signs in and finds the comment in the inbox, with the keyboar
   await shot(page, 'article');
 });
 
+test('the official answers the comment; the resident\'s phone sees the answer', async () => {
+  const page = s.olgaPage;
+  const thread = page.locator(`#thread-${s.drafted.thread}`);
+  await thread.getByLabel('deels overgenomen').check();
+  await thread.getByLabel('Reden (die ziet iedereen)').fill('De Jacob Catsstraat krijgt bomen in 2027; de smalle stegen niet.');
+  await thread.getByRole('button', { name: 'Antwoord opslaan' }).click();
+  await page.getByRole('status').filter({ hasText: 'Opgeslagen' }).waitFor();
+  await thread.getByText('Formeel antwoord van Olga de Vries').waitFor();
+  await thread.getByText('beantwoord').first().waitFor();
+  await accessible(page, 'the article after an answer');
+
+  const token = s.anna.split('/desk/in/')[1];
+  const out = execFileSync('python3', [
+    path.join(here, 'phone.py'), path.join(data, 'anna-phone'), base, token, 'answer', s.drafted.thread,
+  ], { encoding: 'utf8', timeout: 120_000 });
+  const answer = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(answer.author, 'Olga de Vries');
+  assert.match(answer.status, /PARTLY_ADOPTED|PartlyAdopted/i);
+  assert.match(answer.reason, /Jacob Catsstraat krijgt bomen/);
+
+  // Nothing is left waiting in the inbox.
+  await page.getByRole('link', { name: 'Te beantwoorden' }).click();
+  await page.getByText('Er wacht niets op een antwoord.').waitFor();
+});
+
+test('an official is not offered the text, and a forged form to change it is refused', async () => {
+  const page = s.olgaPage;
+  await page.goto(`${base}/desk/articles/${s.drafted.article}`);
+  assert.equal(await page.locator('form[action$="/text"]').count(), 0, 'no form edits the text');
+  const csrf = await page.locator('input[name=csrf]').first().inputValue();
+  // The right cookie and form secret, but an official may not change the
+  // text: klad-core refuses with its sentence, and nothing changes.
+  let r = await page.request.post(`${base}/desk/articles/${s.drafted.article}/text`, {
+    form: { csrf, body: 'De gemeente plant nergens bomen.' },
+  });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /drafters/);
+  // A formal answer without a reason is refused with a sentence too.
+  r = await page.request.post(`${base}/desk/threads/${s.drafted.thread}/answer`, {
+    form: { csrf, status: 'adopted', reason: '   ' },
+  });
+  assert.equal(r.status(), 400);
+  assert.match(await r.text(), /reason/i);
+  await page.goto(`${base}/desk/articles/${s.drafted.article}`);
+  assert.equal(await page.locator('.body').textContent(), 'De gemeente plant in elke straat[1] bomen.');
+});
+
 test('forms without the session\'s secret, without a session, or from another site are refused', async () => {
   const page = s.olgaPage;
   await page.goto(`${base}/desk/members`);

@@ -14,6 +14,12 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export KLAD_SERVER_BIN="${KLAD_SERVER_BIN:-$TARGET/debug/klad-server}"
 export KLAD_BINDINGS_PYTHON="${KLAD_BINDINGS_PYTHON:-$TARGET/klad-ffi-bindings/python}"
 export KLAD_CHROMIUM="${KLAD_CHROMIUM:-/usr/bin/chromium}"
+# A screenshot directory named relative to the repository stays so.
+if [ -n "${KLAD_SCREENSHOTS:-}" ]; then
+  mkdir -p "$KLAD_SCREENSHOTS"
+  KLAD_SCREENSHOTS="$(cd "$KLAD_SCREENSHOTS" && pwd)"
+  export KLAD_SCREENSHOTS
+fi
 
 die() { echo "error: $*" >&2; exit 1; }
 

@@ -92,6 +92,7 @@ pub async fn run(
     let (close_tx, mut close_rx) = oneshot::channel::<(u16, String)>();
     let metrics = shared.metrics.clone();
     metrics.connection_opened();
+    shared.facilitation.seen(&member);
     tracing::info!(member = %member, peer = %peer_id, "connection opened");
     let connected = lease
         .send(Cmd::Connect {
@@ -196,6 +197,7 @@ pub async fn run(
         }
     }
     let _ = ws_tx.close().await;
+    shared.facilitation.seen(&member);
     drop(lease);
     metrics.connection_closed();
     tracing::info!(member = %member, peer = %peer_id, "connection closed");

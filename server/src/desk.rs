@@ -16,7 +16,8 @@ use klad_core::{
 use klad_sync::access::{Access, peer_id_for};
 use klad_sync::authorship::{self, Sender, Signatures};
 use klad_web::{
-    Act, Backend, DeskError, InvitationProblem, Invited, NewInvitation, NewProcess, StoredSession,
+    Act, Backend, DeskError, InvitationProblem, Invited, LastSeen, NewInvitation, NewProcess,
+    StoredSession,
 };
 
 use crate::auth::TokenError;
@@ -293,6 +294,20 @@ impl Backend for ServerDesk {
                 reason,
             } => session.answer(now, thread, *status, reason).map(|_| ()),
             Act::Reply { thread, text } => session.reply(now, thread, text).map(|_| ()),
+            Act::Comment {
+                article,
+                start,
+                end,
+                text,
+            } => session
+                .comment(now, article, *start, *end, text)
+                .map(|_| ()),
+            Act::OnBehalf { person, what } => session
+                .enter_on_behalf(now, person, what.clone())
+                .map(|_| ()),
+            Act::Hide { target, reason } => session.hide(now, target, reason),
+            Act::Unhide { target, reason } => session.unhide(now, target, reason),
+            Act::MarkRead => session.mark_read(now),
             Act::EditBody { article, body } => {
                 let current = session.docs().text.body(article).map_err(core_error)?;
                 let (start, end, middle) = differing_part(&current, body);
@@ -384,6 +399,39 @@ impl Backend for ServerDesk {
             }
         }
         Ok(())
+    }
+
+    async fn set_phase(
+        &self,
+        process: &ProcessId,
+        by: &MemberId,
+        phase: klad_core::rules::Phase,
+    ) -> Result<(), DeskError> {
+        let facilitation = self.facilitation.clone();
+        let (pid, by) = (process.clone(), by.clone());
+        tokio::spawn(async move { facilitation.set_phase(&pid, Some(&by), phase).await })
+            .await
+            .map_err(store_error)?
+            .map(|_| ())
+            .map_err(desk_error)
+    }
+
+    fn last_seen(&self, process: &ProcessId) -> LastSeen {
+        let members = self
+            .facilitation
+            .directory()
+            .process(process)
+            .map(|info| {
+                info.members
+                    .keys()
+                    .filter_map(|m| self.facilitation.last_seen(m).map(|t| (m.clone(), t)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        LastSeen {
+            since: self.facilitation.started_at(),
+            members,
+        }
     }
 
     async fn save_session(&self, id: &str, session: &StoredSession) -> Result<(), DeskError> {

@@ -219,6 +219,18 @@ pub struct Facilitation {
     /// Fault injection for tests: a new member or process of this name
     /// panics between its first write and its commit point.
     fault_panic_name: Option<String>,
+    /// When each member was last connected (seconds since the epoch), since
+    /// `started`: kept in memory only, so connecting costs no disk write.
+    last_seen: std::sync::Mutex<HashMap<MemberId, u64>>,
+    /// When this server started (seconds since the epoch).
+    started: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What the facilitator who opens a process needs to become its first member.
@@ -248,6 +260,8 @@ impl Facilitation {
             verified: std::sync::Mutex::new(HashSet::new()),
             valid_from: std::sync::Mutex::new(HashMap::new()),
             fault_panic_name: None,
+            last_seen: std::sync::Mutex::new(HashMap::new()),
+            started: now_secs(),
         }
     }
 
@@ -281,6 +295,28 @@ impl Facilitation {
     /// The directory.
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
+    }
+
+    /// Notes that `member` is connected now (at connect and at disconnect).
+    pub fn seen(&self, member: &MemberId) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(member.clone(), now_secs());
+    }
+
+    /// When `member` was last connected, if since this server started.
+    pub fn last_seen(&self, member: &MemberId) -> Option<u64> {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)
+            .copied()
+    }
+
+    /// When this server started (seconds since the epoch).
+    pub fn started_at(&self) -> u64 {
+        self.started
     }
 
     /// The document store (the web desk reads documents from it).

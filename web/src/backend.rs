@@ -5,8 +5,10 @@
 
 use std::future::Future;
 
-use klad_core::rules::Role;
-use klad_core::{AnswerStatus, ContributionId, MemberId, ProcessDocs, ProcessId};
+use std::collections::HashMap;
+
+use klad_core::rules::{Phase, Role};
+use klad_core::{AnswerStatus, ContributionId, MemberId, OnBehalf, ProcessDocs, ProcessId};
 
 /// Who an invitation link (a member token) lets in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +113,51 @@ pub enum Act {
         /// What they say.
         text: String,
     },
+    /// A comment on a passage of an article.
+    Comment {
+        /// The article.
+        article: klad_core::ArticleId,
+        /// First character of the passage.
+        start: usize,
+        /// End of the passage (exclusive).
+        end: usize,
+        /// What they say.
+        text: String,
+    },
+    /// A letter or spoken contribution a facilitator enters for a person
+    /// without a phone (shown as entered on their behalf).
+    OnBehalf {
+        /// The person.
+        person: String,
+        /// What they said.
+        what: OnBehalf,
+    },
+    /// Hide a contribution (facilitators), with a reason everyone sees.
+    Hide {
+        /// The contribution.
+        target: ContributionId,
+        /// Why.
+        reason: String,
+    },
+    /// Show a hidden contribution again, with a reason.
+    Unhide {
+        /// The contribution.
+        target: ContributionId,
+        /// Why.
+        reason: String,
+    },
+    /// Mark everything as seen (a facilitator closes a check-in).
+    MarkRead,
+}
+
+/// When the server last saw each member of a process sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LastSeen {
+    /// Since when the server has been watching (seconds since the epoch): a
+    /// member not seen since then may have synced before it.
+    pub since: u64,
+    /// The last moment each member was connected (seconds since the epoch).
+    pub members: HashMap<MemberId, u64>,
 }
 
 /// What a signed-in desk session records (stored by the server, so a
@@ -175,6 +222,17 @@ pub trait Backend: Send + Sync + 'static {
         member: &MemberId,
         act: Act,
     ) -> impl Future<Output = Result<(), DeskError>> + Send;
+
+    /// Moves `process` to `phase`, as the facilitator `by`.
+    fn set_phase(
+        &self,
+        process: &ProcessId,
+        by: &MemberId,
+        phase: Phase,
+    ) -> impl Future<Output = Result<(), DeskError>> + Send;
+
+    /// When the members of `process` last synced.
+    fn last_seen(&self, process: &ProcessId) -> LastSeen;
 
     /// Stores a session under `id` (a hash of the cookie, never the cookie).
     fn save_session(

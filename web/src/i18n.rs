@@ -188,9 +188,12 @@ impl Tr<'_> {
     }
 
     /// The text `id` with the string `$name` filled in.
-    pub fn s(&self, id: &str, name: &str, value: &str) -> String {
+    pub fn s(&self, id: &str, name: &str, value: impl AsRef<str>) -> String {
         let mut args = FluentArgs::new();
-        args.set(name.to_owned(), FluentValue::from(value.to_owned()));
+        args.set(
+            name.to_owned(),
+            FluentValue::from(value.as_ref().to_owned()),
+        );
         self.format(id, Some(&args))
     }
 
@@ -205,6 +208,19 @@ impl Tr<'_> {
             args.set("n", FluentValue::from(n));
         }
         self.format(id, Some(&args))
+    }
+
+    /// Who wrote something, as shown next to it: their name, or "entered by
+    /// F on behalf of P" for a letter a facilitator entered.
+    pub fn author(&self, a: &klad_core::views::Attribution) -> String {
+        match &a.on_behalf_of {
+            Some(person) => self.fill(
+                "entered-on-behalf",
+                &[("name", a.name.as_str()), ("person", person.as_str())],
+                None,
+            ),
+            None => a.name.clone(),
+        }
     }
 
     /// The name of a role.

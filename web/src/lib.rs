@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 
 pub use backend::{
-    Act, Backend, DeskError, InvitationProblem, Invited, NewInvitation, NewProcess, StoredSession,
+    Act, Backend, DeskError, InvitationProblem, Invited, LastSeen, NewInvitation, NewProcess,
+    StoredSession,
 };
 pub use i18n::{Catalogue, Lang};
 

@@ -25,6 +25,8 @@ use crate::session;
 use crate::text::{Piece, pieces};
 use crate::{Desk, MOUNT};
 
+mod checkin;
+
 /// The cookie that keeps the language of someone not signed in.
 const LANG_COOKIE: &str = "klad_lang";
 
@@ -56,6 +58,21 @@ pub(crate) fn routes<B: Backend>(desk: Arc<Desk<B>>) -> Router {
         )
         .route("/desk/threads/{id}/reply", axum::routing::post(reply::<B>))
         .route("/desk/members", get(members::<B>).post(invite::<B>))
+        .route("/desk/checkin", get(checkin::checkin::<B>))
+        .route(
+            "/desk/checkin/done",
+            axum::routing::post(checkin::checkin_done::<B>),
+        )
+        .route("/desk/phase", axum::routing::post(checkin::phase::<B>))
+        .route(
+            "/desk/letters",
+            get(checkin::letters::<B>).post(checkin::letter::<B>),
+        )
+        .route("/desk/threads/{id}/hide", axum::routing::post(hide::<B>))
+        .route(
+            "/desk/threads/{id}/unhide",
+            axum::routing::post(unhide::<B>),
+        )
         .route("/desk/{*rest}", get(not_found::<B>).post(not_found::<B>))
         .with_state(desk)
 }
@@ -319,7 +336,7 @@ fn form_problem<B: Backend>(desk: &Desk<B>, lang: Lang, e: &FormRejection) -> Re
     desk.error_page(
         lang,
         StatusCode::BAD_REQUEST,
-        &t.s("refused-form", "detail", &e.body_text()),
+        &t.s("refused-form", "detail", e.body_text()),
     )
 }
 
@@ -448,6 +465,7 @@ struct ArticlePage<'a> {
     may_answer: bool,
     may_reply: bool,
     may_edit: bool,
+    may_hide: bool,
     /// The text was just stored.
     edited: bool,
     /// The thread whose answer or reply was just stored.
@@ -652,7 +670,7 @@ fn invited_page<B: Backend>(
         None => qr_svg,
     };
     let t = desk.catalogue.tr(lang);
-    let expires = t.s("expires-on", "date", &date_of(invitation.expires_at));
+    let expires = t.s("expires-on", "date", date_of(invitation.expires_at));
     let page = InvitedPage {
         ctx: desk.ctx(lang, heading.clone(), "members", me),
         heading,
@@ -1010,6 +1028,7 @@ async fn article<B: Backend>(
         may_answer: may_do(Action::Answer),
         may_reply: may_do(Action::Reply),
         may_edit: may_do(Action::EditText),
+        may_hide: may_do(Action::Hide),
         edited,
         saved,
         statuses: AnswerStatus::ALL
@@ -1127,6 +1146,62 @@ async fn edit_text<B: Backend>(
         Ok(()) => Redirect::to(&format!("/desk/articles/{article}?edited=1")).into_response(),
         Err(e) => desk.desk_error(me.lang, &e),
     }
+}
+
+#[derive(Deserialize)]
+struct ModerationForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn moderate<B: Backend>(
+    desk: &Desk<B>,
+    thread: String,
+    headers: &HeaderMap,
+    form: Result<Form<ModerationForm>, FormRejection>,
+    hide: bool,
+) -> Response {
+    let lang = anonymous_lang(headers);
+    let Form(form) = match form {
+        Ok(f) => f,
+        Err(e) => return form_problem(desk, lang, &e),
+    };
+    let me = match desk.checked_post(headers, &form.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let target = ContributionId(thread.clone());
+    let act = if hide {
+        Act::Hide {
+            target,
+            reason: form.reason,
+        }
+    } else {
+        Act::Unhide {
+            target,
+            reason: form.reason,
+        }
+    };
+    write_act(desk, &me, &thread, act).await
+}
+
+async fn hide<B: Backend>(
+    State(desk): State<Arc<Desk<B>>>,
+    Path(thread): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ModerationForm>, FormRejection>,
+) -> Response {
+    moderate(&desk, thread, &headers, form, true).await
+}
+
+async fn unhide<B: Backend>(
+    State(desk): State<Arc<Desk<B>>>,
+    Path(thread): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ModerationForm>, FormRejection>,
+) -> Response {
+    moderate(&desk, thread, &headers, form, false).await
 }
 
 async fn answer<B: Backend>(
@@ -1277,7 +1352,7 @@ async fn invite<B: Backend>(
     {
         Ok(invitation) => {
             let heading = t.s("invited-title", "name", &invitation.name);
-            let intro = t.s("invited-intro", "role", &t.role(&invitation.role));
+            let intro = t.s("invited-intro", "role", t.role(&invitation.role));
             invited_page(
                 &desk,
                 &headers,

@@ -151,3 +151,64 @@ saved = Saved. Everyone in the process sees it as soon as their phone or browser
 thread-missing = This contribution does not exist (any more). Go back to the article and choose one from the list.
 edit-label = Change the text of this article
 edit-submit = Save the text
+hide-reason = Reason for hiding (everyone sees it)
+hide-submit = Hide
+unhide-reason = Reason for showing it again (everyone sees it)
+unhide-submit = Show again
+
+nav-checkin = Check-in
+nav-letters = Enter a letter
+checkin-title = Weekly check-in
+checkin-waiting = What waits for an answer
+checkin-chart-title = How long the oldest contribution per article has waited
+checkin-chart-desc = One bar per article: the longer the bar, the longer its oldest contribution has waited for an answer. The number of days is written after the bar and in the table below.
+checkin-chart-caption = Days the oldest contribution per article has waited.
+checkin-per-article = Per article
+checkin-open = Waiting
+checkin-oldest = Oldest has waited
+checkin-per-official = Per official
+checkin-answers = Answers
+checkin-answers-since = Since the last check-in
+checkin-last-answer = Last answer
+checkin-never = never
+checkin-changed = What changed since the last check-in
+checkin-since = Last check-in: { $date }.
+checkin-first = This is your first check-in: everything counts as new.
+checkin-articles-changed = { $n ->
+    [one] 1 article was changed
+   *[other] { $n } articles were changed
+}
+checkin-new-threads = { $n ->
+    [one] 1 new comment or suggestion
+   *[other] { $n } new comments and suggestions
+}
+checkin-new-replies = { $n ->
+    [one] 1 new reply
+   *[other] { $n } new replies
+}
+checkin-new-answers = { $n ->
+    [one] 1 new formal answer
+   *[other] { $n } new formal answers
+}
+checkin-done = Finish the check-in
+checkin-done-saved = The check-in is finished. Next time you see what changed after it.
+checkin-quiet = Not synced for long
+checkin-quiet-intro = Members who were not connected in the past week. The server has kept track since { $date }.
+checkin-quiet-none = Everyone was connected in the past week.
+checkin-last-seen = last seen on { $date }
+checkin-not-seen = not seen since the server started
+checkin-phase = Phase of the process
+checkin-phase-now = The process is now in the phase: { $phase }
+checkin-phase-submit = Change the phase
+phase-bad = Choose a phase: drafting, consultation or closed.
+letters-title = Enter a letter or spoken contribution
+letters-intro = For someone without a phone: enter their letter or spoken contribution here. Everyone sees that you entered it on their behalf.
+letters-person = Name of the resident
+letters-passage = About which text (optional)
+letters-passage-hint = Copy the words from the article the contribution is about. Leave empty if it is about the whole article.
+letters-text = The contribution
+letters-submit = Enter the contribution
+letters-saved = The contribution is saved and shown with its article.
+letter-need-article = Choose the article the contribution is about.
+letter-passage-missing = Those words are not in the article. Copy them exactly from the text, or leave the field empty.
+entered-on-behalf = { $person } (entered by { $name })

@@ -151,3 +151,64 @@ saved = Opgeslagen. Iedereen in het proces ziet het zodra hun telefoon of browse
 thread-missing = Deze reactie bestaat niet (meer). Ga terug naar het artikel en kies een reactie uit de lijst.
 edit-label = De tekst van dit artikel aanpassen
 edit-submit = Tekst opslaan
+hide-reason = Reden om te verbergen (die ziet iedereen)
+hide-submit = Verbergen
+unhide-reason = Reden om weer te tonen (die ziet iedereen)
+unhide-submit = Weer tonen
+
+nav-checkin = Check-in
+nav-letters = Brief invoeren
+checkin-title = Wekelijkse check-in
+checkin-waiting = Wat wacht op een antwoord
+checkin-chart-title = Hoe lang de oudste reactie per artikel wacht
+checkin-chart-desc = Per artikel een balk: hoe langer de balk, hoe langer de oudste reactie op een antwoord wacht. Het aantal dagen staat achter de balk en in de tabel hieronder.
+checkin-chart-caption = Dagen dat de oudste reactie per artikel wacht.
+checkin-per-article = Per artikel
+checkin-open = Wachten
+checkin-oldest = Oudste wacht al
+checkin-per-official = Per ambtenaar
+checkin-answers = Antwoorden
+checkin-answers-since = Sinds de vorige check-in
+checkin-last-answer = Laatste antwoord
+checkin-never = nog nooit
+checkin-changed = Wat er veranderde sinds de vorige check-in
+checkin-since = Vorige check-in: { $date }.
+checkin-first = Dit is uw eerste check-in: alles telt als nieuw.
+checkin-articles-changed = { $n ->
+    [one] 1 artikel is aangepast
+   *[other] { $n } artikelen zijn aangepast
+}
+checkin-new-threads = { $n ->
+    [one] 1 nieuwe reactie of tekstvoorstel
+   *[other] { $n } nieuwe reacties en tekstvoorstellen
+}
+checkin-new-replies = { $n ->
+    [one] 1 nieuw antwoord in een gesprek
+   *[other] { $n } nieuwe antwoorden in gesprekken
+}
+checkin-new-answers = { $n ->
+    [one] 1 nieuw formeel antwoord
+   *[other] { $n } nieuwe formele antwoorden
+}
+checkin-done = Check-in afronden
+checkin-done-saved = De check-in is afgerond. De volgende keer ziet u wat er daarna veranderde.
+checkin-quiet = Lang niet gesynchroniseerd
+checkin-quiet-intro = Deelnemers die de afgelopen week niet verbonden waren. De server houdt dit bij sinds { $date }.
+checkin-quiet-none = Iedereen was de afgelopen week verbonden.
+checkin-last-seen = laatst gezien op { $date }
+checkin-not-seen = niet gezien sinds de server startte
+checkin-phase = Fase van het proces
+checkin-phase-now = Het proces is nu in de fase: { $phase }
+checkin-phase-submit = Fase wijzigen
+phase-bad = Kies een fase: schrijven, inspraak of afgerond.
+letters-title = Brief of gesproken reactie invoeren
+letters-intro = Voor iemand zonder telefoon: voer hier een brief of een gesproken reactie in. Iedereen ziet dat u die namens deze persoon hebt ingevoerd.
+letters-person = Naam van de inwoner
+letters-passage = Over welke tekst (optioneel)
+letters-passage-hint = Kopieer de woorden uit het artikel waar de reactie over gaat. Laat leeg als de reactie over het hele artikel gaat.
+letters-text = De reactie
+letters-submit = Reactie invoeren
+letters-saved = De reactie is opgeslagen en staat bij het artikel.
+letter-need-article = Kies het artikel waar de reactie over gaat.
+letter-passage-missing = Die woorden staan niet in het artikel. Kopieer ze precies uit de tekst, of laat het veld leeg.
+entered-on-behalf = { $person } (ingevoerd door { $name })

@@ -256,6 +256,77 @@ test('an official is not offered the text, and a forged form to change it is ref
   assert.equal(await page.locator('.body').textContent(), 'De gemeente plant in elke straat[1] bomen.');
 });
 
+test('the facilitator enters a letter on behalf of a resident without a phone', async () => {
+  const page = s.fennaPage;
+  await page.getByRole('link', { name: 'Brief invoeren' }).click();
+  await page.getByRole('heading', { name: 'Brief of gesproken reactie invoeren', level: 1 }).waitFor();
+  await accessible(page, 'the letters page');
+  await page.getByLabel('Naam van de inwoner').fill('Piet Jansen');
+  await page.getByLabel('Over welke tekst (optioneel)').fill('bomen');
+  await page.getByLabel('De reactie', { exact: true }).fill('Liever linden dan platanen, schrijft Piet in zijn brief.');
+  await page.getByRole('button', { name: 'Reactie invoeren' }).click();
+  await page.getByRole('status').filter({ hasText: 'opgeslagen' }).waitFor();
+  // A passage that is not in the article is refused with a sentence, and the form keeps what was typed.
+  await page.getByLabel('Naam van de inwoner').fill('Kees');
+  await page.getByLabel('Over welke tekst (optioneel)').fill('struiken');
+  await page.getByLabel('De reactie', { exact: true }).fill('Ook struiken graag.');
+  await page.getByRole('button', { name: 'Reactie invoeren' }).click();
+  await page.getByRole('alert').filter({ hasText: 'staan niet in het artikel' }).waitFor();
+  assert.equal(await page.getByLabel('De reactie', { exact: true }).inputValue(), 'Ook struiken graag.');
+
+  await page.goto(`${base}/desk/articles/${s.drafted.article}`);
+  await page.getByRole('heading', { name: 'Reactie van Piet Jansen (ingevoerd door Fenna)' }).waitFor();
+  await shot(page, 'article-facilitator');
+});
+
+test('the facilitator hides a contribution with a reason and shows it again', async () => {
+  const page = s.fennaPage;
+  const letter = page.locator('article.thread').filter({ hasText: 'Piet Jansen' });
+  await letter.getByLabel('Reden om te verbergen (die ziet iedereen)').fill('Dubbel ingevoerd');
+  await letter.getByRole('button', { name: 'Verbergen' }).click();
+  await page.getByText('Verborgen door de facilitator. Reden: Dubbel ingevoerd').waitFor();
+  assert.equal(await page.getByText('Liever linden dan platanen').count(), 0, 'the hidden text is not shown');
+  await accessible(page, 'an article with a hidden contribution');
+  const hidden = page.locator('article.thread').filter({ hasText: 'Dubbel ingevoerd' });
+  await hidden.getByLabel('Reden om weer te tonen (die ziet iedereen)').fill('Toch niet dubbel');
+  await hidden.getByRole('button', { name: 'Weer tonen' }).click();
+  await page.getByText('Liever linden dan platanen').waitFor();
+});
+
+test('the weekly check-in shows what waits, per article and per official, and who has not synced', async () => {
+  const page = s.fennaPage;
+  await page.getByRole('link', { name: 'Check-in' }).click();
+  await page.getByRole('heading', { name: 'Wekelijkse check-in', level: 1 }).waitFor();
+  // Piet's letter waits for an answer; Anna's comment was answered.
+  const perArticle = page.locator('table').filter({ hasText: 'Per artikel' });
+  await perArticle.getByRole('row', { name: /Artikel 1: Bomen/ }).waitFor();
+  assert.match(await perArticle.getByRole('row', { name: /Artikel 1: Bomen/ }).textContent(), /1\s*sinds vandaag/);
+  const olga = page.locator('table').filter({ hasText: 'Per ambtenaar' }).getByRole('row', { name: /Olga de Vries/ });
+  assert.match(await olga.textContent(), /Olga de Vries\s*1\s*1\s*\d{4}-\d{2}-\d{2}/);
+  assert.equal(await page.locator('svg.chart').count(), 1, 'the chart is drawn');
+  assert.equal(await page.locator('svg.chart rect').count(), 1, 'one bar for one article');
+  // Olga's desk does not count as a phone sync; Anna's phone does.
+  const quiet = page.locator('section').filter({ hasText: 'Lang niet gesynchroniseerd' });
+  await quiet.getByText(/Olga de Vries \(ambtenaar\): niet gezien/).waitFor();
+  assert.equal(await quiet.getByText(/^Anna/).count(), 0, 'Anna synced today');
+  await accessible(page, 'the check-in page');
+  await shot(page, 'checkin');
+
+  await page.getByRole('button', { name: 'Check-in afronden' }).click();
+  await page.getByRole('status').filter({ hasText: 'afgerond' }).waitFor();
+  await page.getByText(/Vorige check-in: \d{4}-\d{2}-\d{2}/).waitFor();
+  await page.getByText('0 nieuwe formele antwoorden').waitFor();
+});
+
+test('the facilitator moves the process to the consultation phase', async () => {
+  const page = s.fennaPage;
+  await page.getByLabel('inspraak').check();
+  await page.getByRole('button', { name: 'Fase wijzigen' }).click();
+  await page.getByText('Het proces is nu in de fase: inspraak').waitFor();
+  await page.goto(`${base}/desk`);
+  await page.getByRole('definition').filter({ hasText: 'inspraak' }).waitFor();
+});
+
 test('forms without the session\'s secret, without a session, or from another site are refused', async () => {
   const page = s.olgaPage;
   await page.goto(`${base}/desk/members`);

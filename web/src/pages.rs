@@ -26,6 +26,7 @@ use crate::text::{Piece, pieces};
 use crate::{Desk, MOUNT};
 
 mod checkin;
+mod export;
 
 /// The cookie that keeps the language of someone not signed in.
 const LANG_COOKIE: &str = "klad_lang";
@@ -68,6 +69,8 @@ pub(crate) fn routes<B: Backend>(desk: Arc<Desk<B>>) -> Router {
             "/desk/letters",
             get(checkin::letters::<B>).post(checkin::letter::<B>),
         )
+        .route("/desk/export", get(export::export_page::<B>))
+        .route("/desk/export/{file}", get(export::export::<B>))
         .route("/desk/threads/{id}/hide", axum::routing::post(hide::<B>))
         .route(
             "/desk/threads/{id}/unhide",

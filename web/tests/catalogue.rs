@@ -102,6 +102,9 @@ fn every_message_fills_in_completely() {
                 ("reason", "dubbel"),
                 ("person", "Piet"),
                 ("phase", "inspraak"),
+                ("was", "oud"),
+                ("now", "nieuw"),
+                ("wording", "voorstel"),
             ];
             for n in [0, 1, 7] {
                 let text = t.fill(&id, &strings, Some(n));

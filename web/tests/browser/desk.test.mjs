@@ -327,6 +327,47 @@ test('the facilitator moves the process to the consultation phase', async () => 
   await page.getByRole('definition').filter({ hasText: 'inspraak' }).waitFor();
 });
 
+test('the facilitator exports the nota van beantwoording; it holds the answer, without residents\' names', async () => {
+  const page = s.fennaPage;
+  await page.getByRole('link', { name: 'Nota' }).click();
+  await page.getByRole('heading', { name: 'Nota van beantwoording', level: 1 }).waitFor();
+  await accessible(page, 'the export page');
+  await page.getByRole('link', { name: 'Om af te drukken (HTML)' }).first().click();
+  await page.getByRole('heading', { name: 'Nota van beantwoording: Groen in de Schilderswijk' }).waitFor();
+  const nota = await page.locator('main').textContent();
+  assert.match(nota, /Reactie van inwoner 1/);
+  assert.match(nota, /deels overgenomen/);
+  assert.match(nota, /De Jacob Catsstraat krijgt bomen in 2027/);
+  assert.match(nota, /\(ambtenaar\)/);
+  assert.doesNotMatch(nota, /Anna|Piet Jansen|Olga/, 'no resident or official is named');
+  await accessible(page, 'the printable nota');
+  await shot(page, 'nota');
+  // Printing hides the menu and the language form.
+  await page.emulateMedia({ media: 'print' });
+  assert.equal(await page.locator('header nav').isVisible(), false);
+  await page.emulateMedia({ media: 'screen' });
+
+  let r = await page.request.get(`${base}/desk/export/nota.md`);
+  assert.equal(r.status(), 200);
+  assert.match(r.headers()['content-disposition'], /nota-van-beantwoording\.md/);
+  const md = await r.text();
+  assert.match(md, /^# Nota van beantwoording: Groen in de Schilderswijk/);
+  assert.match(md, /\*\*deels overgenomen\*\* \(ambtenaar\): De Jacob Catsstraat krijgt bomen in 2027/);
+  r = await page.request.get(`${base}/desk/export/nota.csv`);
+  const csv = await r.text();
+  assert.match(csv.split('\n')[0], /^nummer,artikel,van,soort/);
+  assert.match(csv, /inwoner 1/);
+  assert.doesNotMatch(csv, /Anna/);
+  // The facilitator may switch names on.
+  r = await page.request.get(`${base}/desk/export/nota.csv?names=1`);
+  assert.match(await r.text(), /Anna/);
+  // An official may export, but not with names.
+  r = await s.olgaPage.request.get(`${base}/desk/export/nota.csv?names=1`);
+  assert.equal(r.status(), 403);
+  r = await s.olgaPage.request.get(`${base}/desk/export/nota.csv`);
+  assert.equal(r.status(), 200);
+});
+
 test('forms without the session\'s secret, without a session, or from another site are refused', async () => {
   const page = s.olgaPage;
   await page.goto(`${base}/desk/members`);

@@ -4,8 +4,9 @@
 //! `cargo run --release -p klad-tests --bin klad-bench -- <benchmark>`, with
 //! `core-editing`, `wire`, `start` (needs the release `klad-server` next to
 //! this binary), `store-load`, `typing` (the phone's replica typing offline),
-//! `storm` (N members open the app at once; see storm.rs) or `idle` (memory
-//! per idle connection; see idle.rs).
+//! `storm` (N members open the app at once; see storm.rs), `idle` (memory
+//! per idle connection; see idle.rs) or `desk` (the web desk's page times
+//! for 50 members and 2,000 contributions; see desk.rs).
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
 //! see tests/data/README.md) through klad-core's public edit API and through
@@ -16,6 +17,7 @@
 use std::process::Command;
 use std::time::Instant;
 
+mod desk;
 mod idle;
 mod rawclient;
 mod samod_client;
@@ -237,8 +239,9 @@ fn main() -> anyhow::Result<()> {
         ["typing-raw"] => typing::raw(),
         ["storm", rest @ ..] => tokio_main(storm::run(rest)),
         ["idle", rest @ ..] => tokio_main(idle::run(rest)),
+        ["desk"] => tokio_main(desk::run()),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, typing, storm or idle"
+            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, typing, storm, idle or desk"
         ),
     }
 }

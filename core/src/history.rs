@@ -245,25 +245,92 @@ impl DiffSpan {
 /// whitespace runs of both texts): it is well kept and widely used, and a
 /// diff is easy to get subtly wrong. No deadline is set, so the result
 /// depends on the texts only (views are deterministic); Myers is fast for
-/// texts of an article's size. Adjacent pieces of the same kind are merged.
+/// texts of an article's size. A minimal diff may keep a lone space between
+/// two changes ("groen" → "bomen", " ", +"en struiken "); for people, one
+/// replaced passage reads better, so such spaces join the change around
+/// them and whitespace both sides of a change share moves out of it.
 pub fn word_diff(old: &str, new: &str) -> Vec<DiffSpan> {
     let diff = similar::TextDiff::from_words(old, new);
-    let mut spans: Vec<DiffSpan> = Vec::new();
+    let mut tokens: Vec<DiffSpan> = Vec::new();
     for change in diff.iter_all_changes() {
-        let word = change.value();
-        let span = match change.tag() {
-            similar::ChangeTag::Equal => DiffSpan::Same(word.to_owned()),
-            similar::ChangeTag::Insert => DiffSpan::Added(word.to_owned()),
-            similar::ChangeTag::Delete => DiffSpan::Removed(word.to_owned()),
-        };
-        match (spans.last_mut(), span) {
-            (Some(DiffSpan::Same(t)), DiffSpan::Same(w))
-            | (Some(DiffSpan::Added(t)), DiffSpan::Added(w))
-            | (Some(DiffSpan::Removed(t)), DiffSpan::Removed(w)) => t.push_str(&w),
-            (_, span) => spans.push(span),
-        }
+        let word = change.value().to_owned();
+        tokens.push(match change.tag() {
+            similar::ChangeTag::Equal => DiffSpan::Same(word),
+            similar::ChangeTag::Insert => DiffSpan::Added(word),
+            similar::ChangeTag::Delete => DiffSpan::Removed(word),
+        });
     }
-    spans
+    let mut out: Vec<DiffSpan> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if let DiffSpan::Same(t) = &tokens[i] {
+            push(&mut out, DiffSpan::Same(t.clone()));
+            i += 1;
+            continue;
+        }
+        // A changed region: changes, and whitespace kept between two changes.
+        let (mut removed, mut added) = (String::new(), String::new());
+        while i < tokens.len() {
+            match &tokens[i] {
+                DiffSpan::Removed(t) => removed.push_str(t),
+                DiffSpan::Added(t) => added.push_str(t),
+                DiffSpan::Same(t)
+                    if t.chars().all(char::is_whitespace)
+                        && tokens
+                            .get(i + 1)
+                            .is_some_and(|n| !matches!(n, DiffSpan::Same(_))) =>
+                {
+                    removed.push_str(t);
+                    added.push_str(t);
+                }
+                DiffSpan::Same(_) => break,
+            }
+            i += 1;
+        }
+        let lead = common_whitespace(removed.chars(), added.chars());
+        let trail = common_whitespace(removed.chars().rev(), added.chars().rev());
+        let (lead, trail) = if lead + trail > removed.len().min(added.len()) {
+            (lead, 0)
+        } else {
+            (lead, trail)
+        };
+        push(&mut out, DiffSpan::Same(removed[..lead].to_owned()));
+        push(
+            &mut out,
+            DiffSpan::Removed(removed[lead..removed.len() - trail].to_owned()),
+        );
+        push(
+            &mut out,
+            DiffSpan::Added(added[lead..added.len() - trail].to_owned()),
+        );
+        push(
+            &mut out,
+            DiffSpan::Same(removed[removed.len() - trail..].to_owned()),
+        );
+    }
+    out
+}
+
+/// How many bytes of whitespace the two character sequences start with in common.
+fn common_whitespace(a: impl Iterator<Item = char>, b: impl Iterator<Item = char>) -> usize {
+    a.zip(b)
+        .take_while(|(x, y)| x == y && x.is_whitespace())
+        .map(|(x, _)| x.len_utf8())
+        .sum()
+}
+
+/// Appends `span` to `spans`, joining it to a last span of the same kind;
+/// empty spans are dropped.
+fn push(spans: &mut Vec<DiffSpan>, span: DiffSpan) {
+    if span.text().is_empty() {
+        return;
+    }
+    match (spans.last_mut(), span) {
+        (Some(DiffSpan::Same(t)), DiffSpan::Same(w))
+        | (Some(DiffSpan::Added(t)), DiffSpan::Added(w))
+        | (Some(DiffSpan::Removed(t)), DiffSpan::Removed(w)) => t.push_str(&w),
+        (_, span) => spans.push(span),
+    }
 }
 
 /// The heading and body of an article at a version of the text; `None` if
@@ -379,6 +446,16 @@ mod tests {
             .collect()
     }
 
+    /// True if byte `at` of `text` is not inside a word.
+    fn on_boundary(text: &str, at: usize) -> bool {
+        let before = text[..at].chars().next_back();
+        let after = text[at..].chars().next();
+        match (before, after) {
+            (Some(b), Some(a)) => b.is_whitespace() || a.is_whitespace(),
+            _ => true,
+        }
+    }
+
     #[test]
     fn a_replaced_word_is_removed_then_added() {
         let d = word_diff(
@@ -393,6 +470,34 @@ mod tests {
                 DiffSpan::Added("bomen".into()),
                 DiffSpan::Same(" in de wijk.".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn a_replacement_by_several_words_is_one_change() {
+        let d = word_diff(
+            "De gemeente zorgt voor groen in de wijk.",
+            "De gemeente zorgt voor bomen en struiken in de wijk.",
+        );
+        assert_eq!(
+            d,
+            vec![
+                DiffSpan::Same("De gemeente zorgt voor ".into()),
+                DiffSpan::Removed("groen".into()),
+                DiffSpan::Added("bomen en struiken".into()),
+                DiffSpan::Same(" in de wijk.".into()),
+            ]
+        );
+        // A removed word takes one of its spaces with it (which one is the
+        // diff's choice; both read the same).
+        let d = word_diff("een twee drie", "een drie");
+        let changed: Vec<&DiffSpan> = d
+            .iter()
+            .filter(|s| !matches!(s, DiffSpan::Same(_)))
+            .collect();
+        assert!(
+            matches!(changed.as_slice(), [DiffSpan::Removed(t)] if t.trim() == "twee"),
+            "{d:?}"
         );
     }
 
@@ -422,6 +527,24 @@ mod tests {
                     std::mem::discriminant(&pair[0]) != std::mem::discriminant(&pair[1]),
                     "{:?}", d
                 );
+            }
+            // Changes fall on word boundaries: never inside a word of the
+            // text they belong to.
+            let (mut o, mut n) = (0, 0);
+            for span in &d {
+                let len = span.text().len();
+                let (text, at) = match span {
+                    DiffSpan::Same(_) => {
+                        o += len;
+                        n += len;
+                        continue;
+                    }
+                    DiffSpan::Removed(_) => (&old, &mut o),
+                    DiffSpan::Added(_) => (&new, &mut n),
+                };
+                proptest::prop_assert!(on_boundary(text, *at), "{:?} at {} of {:?}", d, *at, text);
+                *at += len;
+                proptest::prop_assert!(on_boundary(text, *at), "{:?} at {} of {:?}", d, *at, text);
             }
             let same = word_diff(&old, &old);
             proptest::prop_assert!(same.iter().all(|s| matches!(s, DiffSpan::Same(_))));

@@ -40,7 +40,9 @@ pub use contributions::{
 };
 pub use document::{DocKind, KladDocument, SCHEMA_VERSION};
 pub use error::{Error, Result};
-pub use history::{ArticleDiff, DiffSpan, Moment, NamedVersion, Version, article_diff, word_diff};
+pub use history::{
+    ArticleDiff, DiffSpan, Moment, NamedVersion, Version, article_diff, text_moments, word_diff,
+};
 pub use i18n::Lang;
 pub use ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
 pub use process::{DocRole, Member, NewMember, ProcessDoc, ProcessInfo};

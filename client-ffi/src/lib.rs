@@ -13,7 +13,8 @@
 //!   sync status change.
 //! - [`KladPeerLink`] over a [`PeerTransport`]: phone-to-phone sync without a
 //!   server, with the server's checks.
-//! - [`KladError`]: the one error type (five kinds, each with a sentence).
+//! - [`KladError`]: the one error type (five kinds, each with a stable code and
+//!   a sentence in the app's language: [`set_language`], Dutch by default).
 
 uniffi::setup_scaffolding!();
 
@@ -27,7 +28,7 @@ mod storage;
 mod types;
 
 pub use client::{KladClient, KladListener};
-pub use error::{KladError, Result};
+pub use error::{KladError, Result, language, set_language};
 pub use peer::{KladPeerLink, PeerTransport};
 pub use process::KladProcess;
 pub use types::*;

@@ -364,8 +364,7 @@ impl Replica {
     fn check_idle(&self) -> Result<()> {
         if self.writing {
             return Err(Error::Core(klad_core::Error::InvalidInput(
-                "Another change is being stored; report it with `written` before the next one."
-                    .into(),
+                klad_core::Reason::WriteInProgress,
             )));
         }
         Ok(())
@@ -427,8 +426,7 @@ impl Replica {
         while !self.typing.is_empty() {
             if self.text_doc_id().is_none() {
                 return Err(Error::Core(klad_core::Error::NotFound(
-                    "The text of this process has not arrived on this phone yet; connect to sync it."
-                        .into(),
+                    klad_core::Reason::TextNotHere,
                 )));
             }
             let Some(c) = self.typing.commit(&mut self.session, w.now_ms)? else {

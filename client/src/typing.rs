@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 
 use automerge::{Change, ChangeHash};
-use klad_core::{ArticleId, Error, KladDocument, Result, Session, Splice, TextDoc};
+use klad_core::{
+    ArticleId, DocKind, Error, KladDocument, Reason, Result, Session, Splice, TextDoc,
+};
 use serde::{Deserialize, Serialize};
 
 /// Versions whose committed typing is remembered, so that an app that keeps
@@ -214,19 +216,16 @@ impl Typing {
         };
         for h in &version {
             if text.automerge().get_change_meta_by_hash(h).is_none() {
-                return Err(Error::NotFound(
-                    "That version of the text is not on this phone; read the text again and retry."
-                        .into(),
-                ));
+                return Err(Error::NotFound(Reason::VersionNotHere {
+                    kind: DocKind::Text,
+                }));
             }
         }
         let base = match self.group() {
             Some((v, b)) if v == version.as_slice() => b.to_vec(),
             Some(_) => return Ok(Prepared::CommitFirst),
             None if self.superseded.contains(&version) => {
-                return Err(Error::InvalidInput(
-                    "The text has changed since it was read, and your typing into it has been saved; read the text again and type on in what it shows now.".into(),
-                ));
+                return Err(Error::InvalidInput(Reason::TypingSuperseded));
             }
             None => self.after_of(&version).unwrap_or_else(|| version.clone()),
         };

@@ -614,7 +614,10 @@ fn run(ops: &[Op]) {
                         p.fail_journal = false;
                         // The version's typing went onto a changed text: the
                         // keystroke is refused, the app reads again.
-                        assert!(e.to_string().contains("read the text again"), "{what}: {e}");
+                        assert!(
+                            matches!(&e, Error::Core(c) if c.code() == "typing-superseded"),
+                            "{what}: {e}"
+                        );
                         reread(&mut p, &mut model, &mut version, &mine, &what);
                     }
                 }

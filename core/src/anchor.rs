@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::contributions::StoredAnchor;
 use crate::error::{Error, Result};
 use crate::ids::ArticleId;
+use crate::reason::Reason;
 use crate::text::TextDoc;
 
 /// Where an anchor points now.
@@ -57,9 +58,11 @@ pub(crate) fn make(
     let doc = text_doc(text);
     let len = doc.length(&body);
     if start >= end || end > len {
-        return Err(Error::InvalidInput(format!(
-            "The passage from character {start} to {end} is not a non-empty part of the article, which is {len} characters long; select some text of the article."
-        )));
+        return Err(Error::InvalidInput(Reason::PassageOutsideArticle {
+            start: start as u64,
+            end: end as u64,
+            len: len as u64,
+        }));
     }
     let s = doc.get_cursor(&body, start, None)?;
     let e = doc.get_cursor(&body, end - 1, None)?;

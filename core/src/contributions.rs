@@ -14,6 +14,7 @@ use crate::document::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
+use crate::reason::Reason;
 
 /// A formal answer's verdict on what was asked or suggested.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -217,11 +218,8 @@ impl ContributionsDoc {
     }
 
     fn items_obj(&self) -> Result<ObjId> {
-        get_obj(&self.doc, &ROOT, "items", ObjType::Map).ok_or_else(|| {
-            Error::NotFound(
-                "This contributions document has not arrived on this device yet; connect to sync it first.".into(),
-            )
-        })
+        get_obj(&self.doc, &ROOT, "items", ObjType::Map)
+            .ok_or(Error::NotFound(Reason::ContributionsNotHere))
     }
 
     /// Ids of the contributions present at `heads` (all, if `None`).

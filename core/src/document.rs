@@ -9,6 +9,7 @@ use automerge::{
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Error, Result};
+use crate::reason::Reason;
 
 /// The newest schema version this build writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -55,16 +56,13 @@ pub(crate) fn check_header(doc: &Automerge, kind: DocKind) -> Result<()> {
     let found_kind = get_str(doc, &ROOT, KIND_KEY);
     let version = get_u64(doc, &ROOT, VERSION_KEY);
     match (found_kind.as_deref(), version) {
-        (None, _) | (_, None) => Err(Error::Corrupt(format!(
-            "This is not a Klad {} document: it has no Klad header. Check that the right document id was used.",
-            kind.as_str()
-        ))),
-        (Some(k), _) if k != kind.as_str() => Err(Error::Corrupt(format!(
-            "This is a Klad {k} document, not a {} document. Check that the right document id was used.",
-            kind.as_str()
-        ))),
+        (None, _) | (_, None) => Err(Error::Corrupt(Reason::NotKladDocument { kind })),
+        (Some(k), _) if k != kind.as_str() => Err(Error::Corrupt(Reason::WrongDocumentKind {
+            found: k.to_owned(),
+            expected: kind,
+        })),
         (_, Some(v)) if v > SCHEMA_VERSION => Err(Error::NewerSchema {
-            kind: kind.as_str(),
+            kind,
             found: v,
             supported: SCHEMA_VERSION,
         }),
@@ -75,17 +73,9 @@ pub(crate) fn check_header(doc: &Automerge, kind: DocKind) -> Result<()> {
 /// Loads Automerge bytes, turning a load failure into a sentence.
 pub(crate) fn load_bytes(bytes: &[u8], kind: DocKind) -> Result<Automerge> {
     if bytes.is_empty() {
-        return Err(Error::Corrupt(format!(
-            "The {} document is empty (0 bytes), so there is nothing to open. Sync it again from the server or restore it from a backup.",
-            kind.as_str()
-        )));
+        return Err(Error::Corrupt(Reason::DocumentEmpty { kind }));
     }
-    let unreadable = |why: String| {
-        Error::Corrupt(format!(
-            "The {} document could not be read: its bytes {why}. Sync it again from the server or restore it from a backup.",
-            kind.as_str()
-        ))
-    };
+    let unreadable = |detail: String| Error::Corrupt(Reason::DocumentUnreadable { kind, detail });
     crate::chunks::check_chunks(bytes).map_err(unreadable)?;
     let doc = catch_unwind(AssertUnwindSafe(|| Automerge::load(bytes)))
         .map_err(|_| unreadable("made the Automerge library fail".into()))?
@@ -225,11 +215,11 @@ pub trait KladDocument {
     /// elsewhere. Refuses (and keeps nothing of) bytes that are damaged or of a
     /// newer schema.
     fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
-        let unreadable = |why: String| {
-            Error::Corrupt(format!(
-                "The received {} changes could not be read: the bytes {why}. Nothing was applied; sync again.",
-                Self::KIND.as_str()
-            ))
+        let unreadable = |detail: String| {
+            Error::Corrupt(Reason::ChangesUnreadable {
+                kind: Self::KIND,
+                detail,
+            })
         };
         crate::chunks::check_chunks(bytes).map_err(unreadable)?;
         let mut probe = self.automerge().clone();
@@ -265,11 +255,10 @@ pub trait KladDocument {
             return Ok(());
         }
         let actor = self.automerge().get_actor().clone();
-        let mut then = self.automerge().fork_at(heads).map_err(|_| {
-            Error::NotFound(
-                "That version of the document is not on this device (it names changes this device does not have); read it again and retry.".into(),
-            )
-        })?;
+        let mut then = self
+            .automerge()
+            .fork_at(heads)
+            .map_err(|_| Error::NotFound(Reason::VersionNotHere { kind: Self::KIND }))?;
         then.set_actor(actor);
         *self.automerge_mut() = then;
         Ok(())
@@ -348,6 +337,22 @@ macro_rules! klad_document {
             /// True while nothing of the document has arrived on this device.
             pub fn is_empty(&self) -> bool {
                 self.doc.get_heads().is_empty()
+            }
+            /// The document as it was at `heads` (a version of it, as
+            /// [`KladDocument::heads`] gave it then), to read the past with the
+            /// same methods as the present. Fails with
+            /// [`Reason::VersionNotHere`](crate::Reason::VersionNotHere) when
+            /// this device lacks a change `heads` names.
+            pub fn at(&self, heads: &[automerge::ChangeHash]) -> $crate::error::Result<Self> {
+                let doc = self.doc.fork_at(heads).map_err(|_| {
+                    $crate::error::Error::NotFound($crate::reason::Reason::VersionNotHere {
+                        kind: $kind,
+                    })
+                })?;
+                Ok(Self {
+                    doc,
+                    memo: Default::default(),
+                })
             }
         }
     };

@@ -12,15 +12,21 @@
 //! - [`Session`] is one member at work: every domain operation, checked against the rules.
 //! - [`views`] are pure functions over a process's documents.
 //! - [`store`] keeps documents durably on disk.
+//! - [`Reason`] is why something was refused or failed, with its sentences in
+//!   Dutch and English ([`i18n`], [`Lang`]).
+//! - [`history`] reads the past: moments, versions, word diffs, named versions.
 
 pub mod anchor;
 pub mod chunks;
 pub mod contributions;
 pub mod document;
 pub mod error;
+pub mod history;
+pub mod i18n;
 pub mod ids;
 pub mod order;
 pub mod process;
+pub mod reason;
 pub mod rules;
 pub mod session;
 pub mod store;
@@ -34,8 +40,13 @@ pub use contributions::{
 };
 pub use document::{DocKind, KladDocument, SCHEMA_VERSION};
 pub use error::{Error, Result};
+pub use history::{
+    ArticleDiff, DiffSpan, Moment, NamedVersion, Version, article_diff, text_moments, word_diff,
+};
+pub use i18n::Lang;
 pub use ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
 pub use process::{DocRole, Member, NewMember, ProcessDoc, ProcessInfo};
+pub use reason::Reason;
 pub use rules::{
     Action, DocumentAccess, Phase, ReadOnlyReason, Refusal, Role, document_access, may,
 };

@@ -8,9 +8,14 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
-use crate::document::{DocKind, get_i64, get_obj, get_str, klad_document, transact, write_header};
+use crate::document::{
+    DocKind, get_i64, get_obj, get_str, heads_from_string, heads_to_string, klad_document,
+    transact, write_header,
+};
 use crate::error::{Error, Result};
+use crate::history::{NamedVersion, Version};
 use crate::ids::{DocId, MemberId, ProcessId};
+use crate::reason::Reason;
 use crate::rules::{Action, Phase, Role, may};
 
 /// A member of a process, as recorded in the process document.
@@ -93,10 +98,10 @@ impl ProcessInfo {
     /// The member with `id`, or a sentence saying they are not a member.
     pub fn member(&self, id: &MemberId) -> Result<&Member> {
         self.members.get(id).ok_or_else(|| {
-            Error::NotFound(format!(
-                "There is no member {id} in the process \"{}\". Ask a facilitator for an invitation.",
-                self.title
-            ))
+            Error::NotFound(Reason::NoSuchMember {
+                member: id.clone(),
+                process: self.title.clone(),
+            })
         })
     }
 
@@ -149,9 +154,7 @@ impl ProcessDoc {
     ) -> Result<ProcessDoc> {
         let title = title.trim();
         if title.is_empty() {
-            return Err(Error::InvalidInput(
-                "A process needs a title; give the ordinance a name.".into(),
-            ));
+            return Err(Error::InvalidInput(Reason::EmptyTitle));
         }
         let mut doc = Automerge::new();
         transact(
@@ -178,11 +181,7 @@ impl ProcessDoc {
     /// Reads the whole process document.
     pub fn info(&self) -> Result<ProcessInfo> {
         let d = &self.doc;
-        let missing = |what: &str| {
-            Error::NotFound(format!(
-                "The process document has no {what} yet; it has not fully arrived on this device. Connect to sync it."
-            ))
-        };
+        let missing = |_field: &str| Error::NotFound(Reason::ProcessNotHere);
         let id = get_str(d, &ROOT, "id").ok_or_else(|| missing("id"))?;
         let title = get_str(d, &ROOT, "title").ok_or_else(|| missing("title"))?;
         let phase = get_str(d, &ROOT, "phase")
@@ -261,11 +260,11 @@ impl ProcessDoc {
                 Ok((r, p))
             }
             (None, Some(_)) => Err(self.info()?.member(member).err().unwrap_or_else(|| {
-                Error::Corrupt(format!("The process document has no valid role for {member}."))
+                Error::Corrupt(Reason::NoValidRole {
+                    member: member.clone(),
+                })
             })),
-            _ => Err(Error::NotFound(
-                "The process document has not fully arrived on this device yet; connect to sync it.".into(),
-            )),
+            _ => Err(Error::NotFound(Reason::ProcessNotHere)),
         }
     }
 
@@ -300,18 +299,15 @@ impl ProcessDoc {
         self.check_steward(&info, by, Action::ManageMembers)?;
         let name = new.name.trim();
         if name.is_empty() {
-            return Err(Error::InvalidInput(
-                "A member needs a name that others will see next to their words; give a non-empty name.".into(),
-            ));
+            return Err(Error::InvalidInput(Reason::EmptyMemberName));
         }
         if info.members.contains_key(&new.id) {
-            return Err(Error::InvalidInput(format!(
-                "{} is already a member of this process; invite a new member with a new id.",
-                new.id
-            )));
+            return Err(Error::InvalidInput(Reason::AlreadyMember {
+                member: new.id.clone(),
+            }));
         }
         let members = get_obj(&self.doc, &ROOT, "members", ObjType::Map)
-            .ok_or_else(|| Error::Corrupt("The process document has no member list.".into()))?;
+            .ok_or(Error::Corrupt(Reason::NoMemberList))?;
         transact(
             &mut self.doc,
             now_ms,
@@ -348,29 +344,29 @@ impl ProcessDoc {
         let mut known = false;
         if let Some(owner) = info.member_for_actor(&hex) {
             if &owner.id != member {
-                return Err(Error::InvalidInput(format!(
-                    "This device id already belongs to {}; each device needs its own id.",
-                    owner.name
-                )));
+                return Err(Error::InvalidInput(Reason::DeviceTaken {
+                    owner: owner.name.clone(),
+                }));
             }
             known = true;
         }
         let old_key = me.device_keys.get(&hex);
         match (&key_hex, old_key) {
             (Some(new), Some(old)) if new != old => {
-                return Err(Error::InvalidInput(
-                    "This device is already registered with another signing key; a device keeps its key. Use a new device id with a new key.".into(),
-                ));
+                return Err(Error::InvalidInput(Reason::DeviceKeyChanged));
             }
             (Some(_), Some(_)) | (None, _) if known => return Ok(()),
             _ => {}
         }
         let members = get_obj(&self.doc, &ROOT, "members", ObjType::Map)
-            .ok_or_else(|| Error::Corrupt("The process document has no member list.".into()))?;
-        let m = get_obj(&self.doc, &members, member.as_str(), ObjType::Map)
-            .ok_or_else(|| Error::Corrupt("The member entry is damaged.".into()))?;
-        let devices = get_obj(&self.doc, &m, "devices", ObjType::Map)
-            .ok_or_else(|| Error::Corrupt("The member entry has no device list.".into()))?;
+            .ok_or(Error::Corrupt(Reason::NoMemberList))?;
+        let damaged = || {
+            Error::Corrupt(Reason::MemberEntryDamaged {
+                member: member.clone(),
+            })
+        };
+        let m = get_obj(&self.doc, &members, member.as_str(), ObjType::Map).ok_or_else(damaged)?;
+        let devices = get_obj(&self.doc, &m, "devices", ObjType::Map).ok_or_else(damaged)?;
         // Members added before device keys existed have no key map yet; the
         // server is the only writer, so creating it here cannot race.
         let keys = get_obj(&self.doc, &m, "device_keys", ObjType::Map);
@@ -401,20 +397,108 @@ impl ProcessDoc {
         self.check_steward(&info, by, Action::ChangePhase)?;
         if info.phase.next() != Some(to) {
             return Err(Error::InvalidInput(match info.phase.next() {
-                Some(next) => format!(
-                    "The process is in the {} phase and can only move on to the {next} phase, not to {to}.",
-                    info.phase
-                ),
-                None => format!(
-                    "The process is in the {} phase, which is the last one; it cannot move to {to}.",
-                    info.phase
-                ),
+                Some(next) => Reason::PhaseNotNext {
+                    phase: info.phase,
+                    next,
+                    to,
+                },
+                None => Reason::PhaseIsLast {
+                    phase: info.phase,
+                    to,
+                },
             }));
         }
         transact(&mut self.doc, now_ms, format!("phase {to}"), |tx| {
             tx.put(ROOT, "phase", to.as_str())?;
             Ok(())
         })
+    }
+}
+
+impl ProcessDoc {
+    /// Gives `version` a name ("Concept voor inspraak"); returns the named
+    /// version's id. `by` is the facilitator asking (or `None` for the
+    /// operator); [`Action::NameVersion`] decides. The server's operation,
+    /// like every write to this document.
+    pub fn name_version(
+        &mut self,
+        now_ms: i64,
+        by: Option<&MemberId>,
+        name: &str,
+        version: &Version,
+    ) -> Result<String> {
+        let info = self.info()?;
+        self.check_steward(&info, by, Action::NameVersion)?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Error::InvalidInput(Reason::EmptyVersionName));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        // Processes created before named versions have no map yet; the server
+        // is the only writer, so creating it here cannot race.
+        let versions = get_obj(&self.doc, &ROOT, "named_versions", ObjType::Map);
+        transact(&mut self.doc, now_ms, format!("name version {id}"), |tx| {
+            let versions = match &versions {
+                Some(v) => v.clone(),
+                None => tx.put_object(ROOT, "named_versions", ObjType::Map)?,
+            };
+            let v = tx.put_object(&versions, id.as_str(), ObjType::Map)?;
+            tx.put(&v, "name", name)?;
+            if let Some(by) = by {
+                tx.put(&v, "by", by.as_str())?;
+            }
+            tx.put(&v, "at", now_ms)?;
+            tx.put(&v, "text", heads_to_string(&version.text).as_str())?;
+            let cs = tx.put_object(&v, "contributions", ObjType::Map)?;
+            for (m, heads) in &version.contributions {
+                tx.put(&cs, m.as_str(), heads_to_string(heads).as_str())?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Every named version, oldest first. An entry that cannot be read (not
+    /// written by Klad) is left out.
+    pub fn named_versions(&self) -> Vec<NamedVersion> {
+        let d = &self.doc;
+        let Some(versions) = get_obj(d, &ROOT, "named_versions", ObjType::Map) else {
+            return Vec::new();
+        };
+        let mut out: Vec<NamedVersion> = d
+            .keys(&versions)
+            .filter_map(|id| {
+                let v = get_obj(d, &versions, &id, ObjType::Map)?;
+                let cs = get_obj(d, &v, "contributions", ObjType::Map)?;
+                let contributions = d
+                    .keys(&cs)
+                    .map(|m| {
+                        let heads = heads_from_string(&get_str(d, &cs, &m)?)?;
+                        Some((MemberId(m), heads))
+                    })
+                    .collect::<Option<_>>()?;
+                Some(NamedVersion {
+                    name: get_str(d, &v, "name")?,
+                    by: get_str(d, &v, "by").map(MemberId),
+                    at_ms: get_i64(d, &v, "at")?,
+                    version: Version {
+                        text: heads_from_string(&get_str(d, &v, "text")?)?,
+                        contributions,
+                    },
+                    id,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        out
+    }
+
+    /// The named version `id`.
+    pub fn named_version(&self, id: &str) -> Result<NamedVersion> {
+        self.named_versions()
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| Error::NotFound(Reason::NoSuchNamedVersion { id: id.to_owned() }))
     }
 }
 

@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::i18n::Lang;
+use crate::reason::Reason;
+
 /// The role of a member in a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,15 +40,6 @@ impl Role {
             Role::Official => "official",
             Role::Facilitator => "facilitator",
             Role::Observer => "observer",
-        }
-    }
-
-    fn plural(self) -> &'static str {
-        match self {
-            Role::Drafter => "drafters",
-            Role::Official => "officials",
-            Role::Facilitator => "facilitators",
-            Role::Observer => "observers",
         }
     }
 
@@ -135,11 +129,13 @@ pub enum Action {
     ChangePhase,
     /// Invite members or change their devices.
     ManageMembers,
+    /// Give the current version of the process a name ("Concept voor inspraak").
+    NameVersion,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::EditText,
         Action::Comment,
         Action::Reply,
@@ -152,7 +148,27 @@ impl Action {
         Action::MarkRead,
         Action::ChangePhase,
         Action::ManageMembers,
+        Action::NameVersion,
     ];
+
+    /// The stored name (`edit_text`, `comment`, ...), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::EditText => "edit_text",
+            Action::Comment => "comment",
+            Action::Reply => "reply",
+            Action::Suggest => "suggest",
+            Action::DecideSuggestion => "decide_suggestion",
+            Action::Answer => "answer",
+            Action::Resolve => "resolve",
+            Action::Hide => "hide",
+            Action::EnterOnBehalf => "enter_on_behalf",
+            Action::MarkRead => "mark_read",
+            Action::ChangePhase => "change_phase",
+            Action::ManageMembers => "manage_members",
+            Action::NameVersion => "name_version",
+        }
+    }
 
     /// What doing it is called in a sentence ("change the article text").
     pub fn phrase(self) -> &'static str {
@@ -169,6 +185,7 @@ impl Action {
             Action::MarkRead => "mark contributions as read",
             Action::ChangePhase => "move the process to its next phase",
             Action::ManageMembers => "invite members or manage their devices",
+            Action::NameVersion => "name a version of the text",
         }
     }
 
@@ -181,9 +198,11 @@ impl Action {
             Action::Suggest => &[Drafter, Official],
             Action::Answer => &[Official],
             Action::Resolve => &[Drafter, Facilitator],
-            Action::Hide | Action::EnterOnBehalf | Action::ChangePhase | Action::ManageMembers => {
-                &[Facilitator]
-            }
+            Action::Hide
+            | Action::EnterOnBehalf
+            | Action::ChangePhase
+            | Action::ManageMembers
+            | Action::NameVersion => &[Facilitator],
             Action::MarkRead => &[Drafter, Official, Facilitator, Observer],
         }
     }
@@ -200,7 +219,10 @@ impl Action {
             | Action::EnterOnBehalf
             | Action::ChangePhase
             | Action::ManageMembers => &[Drafting, Consultation],
-            Action::Answer | Action::Hide | Action::MarkRead => &[Drafting, Consultation, Final],
+            // A version is worth a name in every phase (the final text too).
+            Action::Answer | Action::Hide | Action::MarkRead | Action::NameVersion => {
+                &[Drafting, Consultation, Final]
+            }
         }
     }
 }
@@ -211,7 +233,8 @@ impl fmt::Display for Action {
     }
 }
 
-/// Why an action was refused: a sentence for a person, plus what was asked.
+/// Why an action was refused: what was asked, by which role, in which phase.
+/// [`Refusal::reason`] says which rule stands in the way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     /// The role that asked.
@@ -220,63 +243,55 @@ pub struct Refusal {
     pub phase: Phase,
     /// What was asked.
     pub action: Action,
-    /// The sentence shown to the person.
-    pub message: String,
+}
+
+impl Refusal {
+    /// The rule that stands in the way: the role ([`Reason::RoleMayNot`]) or,
+    /// for a role that may take the action at other times, the phase
+    /// ([`Reason::PhaseClosed`]).
+    pub fn reason(&self) -> Reason {
+        if self.action.roles().contains(&self.role) {
+            Reason::PhaseClosed {
+                action: self.action,
+                phase: self.phase,
+            }
+        } else {
+            Reason::RoleMayNot {
+                role: self.role,
+                action: self.action,
+            }
+        }
+    }
+
+    /// The sentence for a person in `lang`.
+    pub fn message(&self, lang: Lang) -> String {
+        self.reason().message(lang)
+    }
 }
 
 impl fmt::Display for Refusal {
+    /// The English sentence.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message(Lang::En))
     }
 }
 
 impl std::error::Error for Refusal {}
 
-fn join_or(words: &[&str]) -> String {
-    match words {
-        [] => String::new(),
-        [one] => (*one).to_owned(),
-        [init @ .., last] => format!("{} or {}", init.join(", "), last),
-    }
-}
-
 /// Decides whether a member with `role` may take `action` while the process is in `phase`.
 ///
-/// This is the only place the rules live. A refusal carries a sentence that says
+/// This is the only place the rules live. A refusal's [`Refusal::reason`] says
 /// what is not allowed and who or when it is allowed instead.
 pub fn may(role: Role, phase: Phase, action: Action) -> Result<(), Refusal> {
-    let roles = action.roles();
-    let phases = action.phases();
-    let message = if !roles.contains(&role) {
-        let allowed: Vec<&str> = roles.iter().map(|r| r.plural()).collect();
-        format!(
-            "As {} {}, you cannot {}: only {} can.",
-            if matches!(role, Role::Official | Role::Observer) {
-                "an"
-            } else {
-                "a"
-            },
-            role.as_str(),
-            action.phrase(),
-            join_or(&allowed)
-        )
-    } else if !phases.contains(&phase) {
-        let allowed: Vec<&str> = phases.iter().map(|p| p.as_str()).collect();
-        format!(
-            "You cannot {} now: this process is in the {} phase, and that is only possible in the {} phase.",
-            action.phrase(),
-            phase.as_str(),
-            join_or(&allowed)
-        )
+    if action.roles().contains(&role) && action.phases().contains(&phase) {
+        Ok(())
     } else {
-        return Ok(());
-    };
-    Err(Refusal {
-        role,
-        phase,
-        action,
-        message,
-    })
+        Err(Refusal {
+            role,
+            phase,
+            action,
+        })
+    }
 }
 
 /// Why a member may read a whole document but not write it. The labels are
@@ -387,11 +402,17 @@ mod tests {
     fn text_is_only_for_drafters_while_drafting() {
         assert!(may(Role::Drafter, Phase::Drafting, Action::EditText).is_ok());
         let r = may(Role::Official, Phase::Drafting, Action::EditText).unwrap_err();
+        assert_eq!(r.reason().code(), "role-may-not");
         assert_eq!(
-            r.message,
+            r.to_string(),
             "As an official, you cannot change the article text: only drafters can."
         );
+        assert_eq!(
+            r.message(Lang::Nl),
+            "Als ambtenaar mag u dit niet: de tekst van de artikelen wijzigen. Alleen inwoners mogen dat."
+        );
         let r = may(Role::Drafter, Phase::Consultation, Action::EditText).unwrap_err();
-        assert!(r.message.contains("consultation phase"), "{}", r.message);
+        assert_eq!(r.reason().code(), "phase-closed");
+        assert!(r.to_string().contains("consultation phase"), "{r}");
     }
 }

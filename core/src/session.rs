@@ -12,6 +12,7 @@ use crate::document::KladDocument;
 use crate::error::{Error, Result};
 use crate::ids::{ArticleId, ContributionId, DocId, MemberId, ProcessId};
 use crate::process::ProcessDoc;
+use crate::reason::Reason;
 use crate::rules::{Action, Phase, may};
 use crate::text::{Splice, TextDoc};
 
@@ -153,12 +154,11 @@ pub struct Session {
     me: MemberId,
 }
 
-fn non_blank(text: &str, what: &str) -> Result<String> {
+/// `text` trimmed, or `empty` (the reason that says which text was empty).
+fn non_blank(text: &str, empty: Reason) -> Result<String> {
     let t = text.trim();
     if t.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "The {what} is empty; write something before sending it."
-        )));
+        return Err(Error::InvalidInput(empty));
     }
     Ok(t.to_owned())
 }
@@ -194,6 +194,26 @@ impl Session {
         &self.me
     }
 
+    /// Gives the process's current version (text and contributions as this
+    /// device holds them) a name, as a facilitator; returns its id.
+    ///
+    /// This writes the process document, which only the server writes: call
+    /// it on the server's copy (the web desk does, through facilitation). A
+    /// phone's change to the process document is refused by sync.
+    pub fn name_version(&mut self, now_ms: i64, name: &str) -> Result<String> {
+        self.check(Action::NameVersion)?;
+        let version = self.docs.version();
+        let me = self.me.clone();
+        self.docs
+            .process
+            .name_version(now_ms, Some(&me), name, &version)
+    }
+
+    /// The named versions of the process, oldest first.
+    pub fn named_versions(&self) -> Vec<crate::history::NamedVersion> {
+        self.docs.process.named_versions()
+    }
+
     fn check(&self, action: Action) -> Result<Phase> {
         let (role, phase) = self.docs.process.role_and_phase(&self.me)?;
         may(role, phase, action)?;
@@ -202,16 +222,13 @@ impl Session {
 
     fn my_doc(&mut self) -> Result<&mut ContributionsDoc> {
         let me = self.me.clone();
-        let doc = self.docs.contributions.get_mut(&me).ok_or_else(|| {
-            Error::NotFound(
-                "Your contributions document is not on this device yet; connect once to sync it."
-                    .into(),
-            )
-        })?;
+        let doc = self
+            .docs
+            .contributions
+            .get_mut(&me)
+            .ok_or(Error::NotFound(Reason::OwnContributionsNotHere))?;
         if doc.owner().as_ref() != Some(&me) {
-            return Err(Error::NotAllowed(
-                "That contributions document belongs to someone else; you can only write your own contributions.".into(),
-            ));
+            return Err(Error::NotAllowed(Reason::NotYourContributions));
         }
         Ok(doc)
     }
@@ -230,12 +247,12 @@ impl Session {
     fn thread_root(&self, thread: &ContributionId) -> Result<Contribution> {
         match self.docs.contribution(thread) {
             Some(c) if matches!(c.body, Body::Comment { .. } | Body::Suggestion { .. }) => Ok(c),
-            Some(_) => Err(Error::InvalidInput(format!(
-                "{thread} is not a comment or suggestion, so it does not start a thread; reply to the thread's first contribution."
-            ))),
-            None => Err(Error::NotFound(format!(
-                "There is no thread {thread} on this device. It may not have synced yet; check the id or sync first."
-            ))),
+            Some(_) => Err(Error::InvalidInput(Reason::NotAThread {
+                id: thread.clone(),
+            })),
+            None => Err(Error::NotFound(Reason::NoSuchThread {
+                thread: thread.clone(),
+            })),
         }
     }
 
@@ -335,9 +352,10 @@ impl Session {
         text: &str,
     ) -> Result<()> {
         if end < start {
-            return Err(Error::InvalidInput(format!(
-                "The range {start}..{end} ends before it starts; select the text again."
-            )));
+            return Err(Error::InvalidInput(Reason::RangeReversed {
+                start: start as u64,
+                end: end as u64,
+            }));
         }
         self.splice_body(now_ms, id, start, end - start, text)
     }
@@ -353,7 +371,7 @@ impl Session {
     ) -> Result<Body> {
         Ok(Body::Comment {
             anchor: anchor::make(&self.docs.text, article, start, end)?,
-            text: non_blank(text, "comment")?,
+            text: non_blank(text, Reason::EmptyComment)?,
         })
     }
 
@@ -367,9 +385,7 @@ impl Session {
     ) -> Result<Body> {
         let anchor = anchor::make(&self.docs.text, article, start, end)?;
         if anchor.quote == replacement {
-            return Err(Error::InvalidInput(
-                "The suggested wording is the same as the current text; change something before suggesting it.".into(),
-            ));
+            return Err(Error::InvalidInput(Reason::SuggestionUnchanged));
         }
         Ok(Body::Suggestion {
             anchor,
@@ -401,7 +417,7 @@ impl Session {
     ) -> Result<ContributionId> {
         self.check(Action::Reply)?;
         self.thread_root(thread)?;
-        let text = non_blank(text, "reply")?;
+        let text = non_blank(text, Reason::EmptyReply)?;
         self.add(
             now_ms,
             None,
@@ -437,9 +453,9 @@ impl Session {
                 replacement,
                 ..
             } => Ok((anchor, replacement)),
-            _ => Err(Error::InvalidInput(format!(
-                "{id} is a comment, not a suggestion; only suggestions can be accepted or rejected."
-            ))),
+            _ => Err(Error::InvalidInput(Reason::NotASuggestion {
+                id: id.clone(),
+            })),
         }
     }
 
@@ -463,14 +479,10 @@ impl Session {
                 )?;
             }
             AnchorView::Orphaned { .. } => {
-                return Err(Error::InvalidInput(
-                    "The passage this suggestion was about has been deleted, so it can no longer be applied; reject it or copy its wording by hand.".into(),
-                ));
+                return Err(Error::InvalidInput(Reason::SuggestionPassageDeleted));
             }
             AnchorView::Pending { .. } => {
-                return Err(Error::NotFound(
-                    "The passage this suggestion is about has not synced to this device yet; sync first, then accept it.".into(),
-                ));
+                return Err(Error::NotFound(Reason::SuggestionPassageNotHere));
             }
         }
         self.add(
@@ -509,7 +521,7 @@ impl Session {
     ) -> Result<ContributionId> {
         self.check(Action::Answer)?;
         self.thread_root(thread)?;
-        let reason = non_blank(reason, "reason of the answer")?;
+        let reason = non_blank(reason, Reason::EmptyAnswerReason)?;
         self.add(
             now_ms,
             None,
@@ -563,11 +575,11 @@ impl Session {
         reason: &str,
     ) -> Result<()> {
         self.check(Action::Hide)?;
-        let reason = non_blank(reason, "reason for hiding")?;
+        let reason = non_blank(reason, Reason::EmptyHideReason)?;
         if self.docs.contribution(target).is_none() {
-            return Err(Error::NotFound(format!(
-                "There is no contribution {target} on this device. It may not have synced yet; check the id or sync first."
-            )));
+            return Err(Error::NotFound(Reason::NoSuchContribution {
+                id: target.clone(),
+            }));
         }
         self.add(
             now_ms,
@@ -591,7 +603,7 @@ impl Session {
         what: OnBehalf,
     ) -> Result<ContributionId> {
         let phase = self.check(Action::EnterOnBehalf)?;
-        let person = non_blank(person, "name of the person you enter this for")?;
+        let person = non_blank(person, Reason::EmptyOnBehalfName)?;
         let body = match &what {
             OnBehalf::Comment {
                 article,
@@ -608,7 +620,7 @@ impl Session {
                 self.thread_root(thread)?;
                 Body::Reply {
                     thread: thread.clone(),
-                    text: non_blank(text, "reply")?,
+                    text: non_blank(text, Reason::EmptyReply)?,
                 }
             }
             OnBehalf::Suggestion {

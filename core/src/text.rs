@@ -10,6 +10,7 @@ use crate::document::{
 use crate::error::{Error, Result};
 use crate::ids::{ArticleId, ProcessId};
 use crate::order;
+use crate::reason::Reason;
 
 /// One edit of a body: at character `pos`, delete `delete` characters, then
 /// insert `insert`. Positions count Unicode code points.
@@ -43,9 +44,9 @@ pub struct EditedAt {
 }
 
 fn unknown_version() -> Error {
-    Error::NotFound(
-        "That version of the text is not on this device (it names changes this device does not have); read the text again and retry.".into(),
-    )
+    Error::NotFound(Reason::VersionNotHere {
+        kind: DocKind::Text,
+    })
 }
 
 /// The text document.
@@ -91,11 +92,8 @@ impl TextDoc {
     }
 
     fn articles_obj(&self) -> Result<ObjId> {
-        get_obj(&self.doc, &ROOT, "articles", ObjType::Map).ok_or_else(|| {
-            Error::NotFound(
-                "The text of this process has not arrived on this device yet; connect to sync it first.".into(),
-            )
-        })
+        get_obj(&self.doc, &ROOT, "articles", ObjType::Map)
+            .ok_or(Error::NotFound(Reason::TextNotHere))
     }
 
     /// All articles, including removed ones, in document order
@@ -134,9 +132,9 @@ impl TextDoc {
     pub(crate) fn article_obj(&self, id: &ArticleId) -> Result<ObjId> {
         let articles = self.articles_obj()?;
         let obj = get_obj(&self.doc, &articles, id.as_str(), ObjType::Map).ok_or_else(|| {
-            Error::NotFound(format!(
-                "There is no article with id {id} in this text. It may not have synced yet; check the id or sync first."
-            ))
+            Error::NotFound(Reason::NoSuchArticle {
+                article: id.clone(),
+            })
         })?;
         Ok(obj)
     }
@@ -148,8 +146,11 @@ impl TextDoc {
         }
         let article = self.article_obj(id)?;
         let text = |what: &str| {
-            get_obj(&self.doc, &article, what, ObjType::Text)
-                .ok_or_else(|| Error::Corrupt(format!("The article {id} has no {what} text.")))
+            get_obj(&self.doc, &article, what, ObjType::Text).ok_or_else(|| {
+                Error::Corrupt(Reason::ArticleDamaged {
+                    article: id.clone(),
+                })
+            })
         };
         let objs = ArticleObjs {
             heading: text("heading")?,
@@ -172,23 +173,29 @@ impl TextDoc {
     pub(crate) fn live_article_obj(&self, id: &ArticleId) -> Result<ObjId> {
         let objs = self.article_objs(id)?;
         if objs.removed {
-            return Err(Error::NotFound(format!(
-                "The article {id} has been removed from the text; it can no longer be changed or commented on."
-            )));
+            return Err(Error::NotFound(Reason::ArticleRemoved {
+                article: id.clone(),
+            }));
         }
         Ok(objs.article)
     }
 
     pub(crate) fn body_obj(&self, id: &ArticleId) -> Result<ObjId> {
         let obj = self.article_obj(id)?;
-        get_obj(&self.doc, &obj, "body", ObjType::Text)
-            .ok_or_else(|| Error::Corrupt(format!("The article {id} has no body text.")))
+        get_obj(&self.doc, &obj, "body", ObjType::Text).ok_or_else(|| {
+            Error::Corrupt(Reason::ArticleDamaged {
+                article: id.clone(),
+            })
+        })
     }
 
     fn heading_obj(&self, id: &ArticleId) -> Result<ObjId> {
         let obj = self.article_obj(id)?;
-        get_obj(&self.doc, &obj, "heading", ObjType::Text)
-            .ok_or_else(|| Error::Corrupt(format!("The article {id} has no heading.")))
+        get_obj(&self.doc, &obj, "heading", ObjType::Text).ok_or_else(|| {
+            Error::Corrupt(Reason::ArticleDamaged {
+                article: id.clone(),
+            })
+        })
     }
 
     /// The heading of an article.
@@ -319,7 +326,11 @@ impl TextDoc {
         let mut tx = self
             .doc
             .transaction_at(automerge::PatchLog::inactive(), at)
-            .map_err(|e| Error::Corrupt(format!("The text could not be edited ({e}).")))?;
+            .map_err(|e| {
+                Error::Corrupt(Reason::TextNotEditable {
+                    detail: e.to_string(),
+                })
+            })?;
         for s in splices {
             if let Err(e) = tx.splice_text(&obj, s.pos, s.delete as isize, &s.insert) {
                 tx.rollback();
@@ -406,9 +417,7 @@ impl TextDoc {
             None => 0,
             Some(a) => {
                 let i = live.iter().position(|s| &s.id == a).ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "There is no article {a} to place this one after; it may have been removed. Pick another place."
-                    ))
+                    Error::NotFound(Reason::NoArticleToPlaceAfter { article: a.clone() })
                 })?;
                 i + 1
             }
@@ -455,10 +464,7 @@ impl TextDoc {
         after: Option<&ArticleId>,
     ) -> Result<()> {
         if after == Some(id) {
-            return Err(Error::InvalidInput(
-                "An article cannot be placed after itself; pick another article or the start."
-                    .into(),
-            ));
+            return Err(Error::InvalidInput(Reason::ArticleAfterItself));
         }
         let obj = self.live_article_obj(id)?;
         let position = self.position_after(after, Some(id))?;
@@ -496,14 +502,15 @@ impl TextDoc {
     /// characters, applied in order; its length after them, or the sentence
     /// saying which edit falls outside it.
     pub fn check_field(len: usize, heading: bool, splices: &[Splice]) -> Result<usize> {
-        let what = if heading { "heading" } else { "text" };
         let mut len = len;
         for s in splices {
             if s.pos > len || s.delete > len - s.pos {
-                return Err(Error::InvalidInput(format!(
-                    "The edit at character {} deleting {} characters falls outside the {what}, which is {len} characters long; refresh and try again.",
-                    s.pos, s.delete
-                )));
+                return Err(Error::InvalidInput(Reason::EditOutsideField {
+                    pos: s.pos as u64,
+                    delete: s.delete as u64,
+                    heading,
+                    len: len as u64,
+                }));
             }
             len = len - s.delete + s.insert.chars().count();
         }

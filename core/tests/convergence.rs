@@ -142,7 +142,7 @@ fn apply(s: &mut Session, kind: u8, a: u32, b: u32, c: u32, now: i64) -> bool {
         }
         (9, _) => match pick(&threads, b) {
             Some(t) => s.reply(now, &t, &words(c)).map(drop),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (10, Some(id)) => {
             let (st, en) = range(b, c);
@@ -150,27 +150,27 @@ fn apply(s: &mut Session, kind: u8, a: u32, b: u32, c: u32, now: i64) -> bool {
         }
         (11, _) => match pick(&suggestions, b) {
             Some(t) => s.accept_suggestion(now, &t),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (12, _) => match pick(&suggestions, b) {
             Some(t) => s.reject_suggestion(now, &t),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (13, _) => match pick(&threads, b) {
             Some(t) => s
                 .answer(now, &t, AnswerStatus::ALL[c as usize % 4], &words(c))
                 .map(drop),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (14, _) => match pick(&threads, b) {
             Some(t) if c.is_multiple_of(2) => s.resolve(now, &t),
             Some(t) => s.reopen(now, &t),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (15, _) => match pick(&any_contribution, b) {
             Some(t) if !c.is_multiple_of(3) => s.hide(now, &t, "Reden"),
             Some(t) => s.unhide(now, &t, "Toch niet"),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (16, Some(id)) => {
             let (st, en) = range(b, c);
@@ -197,7 +197,7 @@ fn apply(s: &mut Session, kind: u8, a: u32, b: u32, c: u32, now: i64) -> bool {
                     },
                 )
                 .map(drop),
-            None => Err(Error::InvalidInput("none".into())),
+            None => Err(nothing()),
         },
         (18, Some(id)) => {
             let (st, en) = range(b, c);
@@ -215,7 +215,7 @@ fn apply(s: &mut Session, kind: u8, a: u32, b: u32, c: u32, now: i64) -> bool {
             .map(drop)
         }
         (19 | 20, _) => s.mark_read(now),
-        _ => Err(Error::InvalidInput("nothing to act on".into())),
+        _ => Err(nothing()),
     };
     result.is_ok() && s.docs().text.heads() != docs.text.heads()
         || s.docs()
@@ -384,4 +384,11 @@ fn a_fixed_run_exercises_every_kind_of_operation() {
             "operation kind {kind} never took effect: {effective:?}"
         );
     }
+}
+
+/// What an operation that found nothing to act on returns.
+fn nothing() -> Error {
+    Error::NotFound(Reason::NoSuchContribution {
+        id: ContributionId::from("none"),
+    })
 }

@@ -28,7 +28,7 @@ fn a_newer_schema_version_is_refused_with_a_clear_error() {
     assert_eq!(
         err,
         Error::NewerSchema {
-            kind: "text",
+            kind: DocKind::Text,
             found: SCHEMA_VERSION + 1,
             supported: SCHEMA_VERSION
         }

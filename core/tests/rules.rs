@@ -17,7 +17,7 @@ fn table() -> String {
             for action in Action::ALL {
                 let verdict = match may(role, phase, action) {
                     Ok(()) => "allowed".to_owned(),
-                    Err(r) => format!("refused: {}", r.message),
+                    Err(r) => format!("refused: {r}"),
                 };
                 out.push_str(&format!("{role} {phase} {action:?} -> {verdict}\n"));
             }
@@ -42,7 +42,7 @@ fn table_matches_the_reviewed_fixture() {
         actual, expected,
         "rules table changed; review and update the fixture"
     );
-    assert_eq!(actual.lines().count(), 4 * 3 * 12);
+    assert_eq!(actual.lines().count(), 4 * 3 * Action::ALL.len());
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn every_refusal_is_a_sentence() {
         for phase in Phase::ALL {
             for action in Action::ALL {
                 if let Err(r) = may(role, phase, action) {
-                    let m = &r.message;
+                    let m = &r.to_string();
                     assert!(m.chars().next().unwrap().is_uppercase(), "{m}");
                     assert!(m.ends_with('.'), "{m}");
                     assert!(m.contains(action.phrase()), "{m}");
@@ -60,6 +60,15 @@ fn every_refusal_is_a_sentence() {
                         "a refusal names the role or the phase that stands in the way: {m}"
                     );
                     assert_eq!(Error::from(r.clone()).to_string(), *m);
+                    // The Dutch sentence is a sentence too, and another one.
+                    let nl = r.message(Lang::Nl);
+                    assert!(nl.chars().next().unwrap().is_uppercase(), "{nl}");
+                    assert!(nl.ends_with('.') && nl != *m, "{nl}");
+                    assert_eq!(Error::from(r.clone()).message(Lang::Nl), nl);
+                    assert!(
+                        matches!(r.reason().code(), "role-may-not" | "phase-closed"),
+                        "{m}"
+                    );
                 }
             }
         }
@@ -158,6 +167,7 @@ fn run(f: &mut Fixture, role: Role, action: Action) -> Result<()> {
                 .add_member(t, Some(&me), "Nieuw", Role::Drafter, &DocId::from("c-new"))
                 .map(drop)
         }
+        Action::NameVersion => s.name_version(t, "Concept voor inspraak").map(drop),
     }
 }
 
@@ -188,7 +198,7 @@ fn every_operation_refuses_exactly_when_the_table_does() {
                     ),
                     Err(r) => assert_eq!(
                         got,
-                        Err(Error::NotAllowed(r.message.clone())),
+                        Err(Error::NotAllowed(r.reason())),
                         "{role} {phase} {action:?}"
                     ),
                 }

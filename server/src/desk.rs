@@ -79,12 +79,7 @@ fn store_error(e: impl std::fmt::Display) -> DeskError {
 }
 
 fn core_error(e: klad_core::Error) -> DeskError {
-    match e {
-        klad_core::Error::NotAllowed(m) => DeskError::Refused(m),
-        klad_core::Error::NotFound(m) => DeskError::NotFound(m),
-        klad_core::Error::InvalidInput(m) => DeskError::BadInput(m),
-        other => DeskError::Internal(other.to_string()),
-    }
+    DeskError::Core(e)
 }
 
 fn now_ms() -> i64 {

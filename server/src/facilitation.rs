@@ -76,11 +76,13 @@ pub enum FacilitationError {
 
 impl From<klad_core::Error> for FacilitationError {
     fn from(e: klad_core::Error) -> Self {
+        // The HTTP API answers in English sentences (its JSON, its logs).
+        let message = e.to_string();
         match e {
-            klad_core::Error::NotAllowed(m) => FacilitationError::Forbidden(m),
-            klad_core::Error::NotFound(m) => FacilitationError::NotFound(m),
-            klad_core::Error::InvalidInput(m) => FacilitationError::BadRequest(m),
-            other => FacilitationError::Internal(other.to_string()),
+            klad_core::Error::NotAllowed(_) => FacilitationError::Forbidden(message),
+            klad_core::Error::NotFound(_) => FacilitationError::NotFound(message),
+            klad_core::Error::InvalidInput(_) => FacilitationError::BadRequest(message),
+            _ => FacilitationError::Internal(message),
         }
     }
 }
@@ -942,7 +944,7 @@ fn may_manage_members(info: &ProcessInfo, by: Option<&MemberId>) -> Result<(), F
     if let Some(by) = by {
         let m = info.member(by)?;
         klad_core::may(m.role, info.phase, klad_core::Action::ManageMembers)
-            .map_err(|r| FacilitationError::Forbidden(r.message))?;
+            .map_err(|r| FacilitationError::Forbidden(r.to_string()))?;
     }
     Ok(())
 }

@@ -623,7 +623,7 @@ async fn create_process(
                 .member(&claims.member)
                 .map_err(FacilitationError::from)?;
             klad_core::may(me.role, info.phase, klad_core::Action::ManageMembers)
-                .map_err(|r| ApiError(StatusCode::FORBIDDEN, r.message))?;
+                .map_err(|r| ApiError(StatusCode::FORBIDDEN, r.to_string()))?;
             // The facilitator who opened it facilitates it, with a new token,
             // written together with the process.
             let name = me.name.clone();

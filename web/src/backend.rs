@@ -84,6 +84,10 @@ pub enum DeskError {
     /// The server failed.
     #[error("{0}")]
     Internal(String),
+    /// klad-core refused (the rules, the input) or failed: the desk says
+    /// it in the reader's language.
+    #[error("{0}")]
+    Core(klad_core::Error),
 }
 
 /// Something a member does at the desk, written in their name.

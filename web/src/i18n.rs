@@ -7,58 +7,27 @@ use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
 use unic_langid::LanguageIdentifier;
 
-/// A language a person can read the desk in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Lang {
-    /// Dutch, the default.
-    #[default]
-    Nl,
-    /// English.
-    En,
-}
+pub use klad_core::i18n::Lang;
 
-impl Lang {
-    /// Every language, the default first.
-    pub const ALL: [Lang; 2] = [Lang::Nl, Lang::En];
-
-    /// The language tag (`nl`, `en`), as in `<html lang>`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Nl => "nl",
-            Lang::En => "en",
-        }
-    }
-
-    /// The language named by a tag such as `nl`, `nl-NL` or `en-GB`.
-    pub fn parse(tag: &str) -> Option<Lang> {
-        let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
-        match primary.as_str() {
-            "nl" => Some(Lang::Nl),
-            "en" => Some(Lang::En),
-            _ => None,
-        }
-    }
-
-    /// The first language of an `Accept-Language` header the desk has, in
-    /// the order of the header's weights; Dutch when none is.
-    pub fn from_accept_language(header: &str) -> Lang {
-        let mut tags: Vec<(f32, &str)> = header
-            .split(',')
-            .filter_map(|part| {
-                let mut bits = part.split(';');
-                let tag = bits.next()?.trim();
-                let q = bits
-                    .find_map(|b| b.trim().strip_prefix("q="))
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .unwrap_or(1.0);
-                Some((q, tag))
-            })
-            .collect();
-        tags.sort_by(|a, b| b.0.total_cmp(&a.0));
-        tags.into_iter()
-            .find_map(|(_, t)| Lang::parse(t))
-            .unwrap_or_default()
-    }
+/// The first language of an `Accept-Language` header the desk has, in the
+/// order of the header's weights; Dutch when none is.
+pub fn from_accept_language(header: &str) -> Lang {
+    let mut tags: Vec<(f32, &str)> = header
+        .split(',')
+        .filter_map(|part| {
+            let mut bits = part.split(';');
+            let tag = bits.next()?.trim();
+            let q = bits
+                .find_map(|b| b.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some((q, tag))
+        })
+        .collect();
+    tags.sort_by(|a, b| b.0.total_cmp(&a.0));
+    tags.into_iter()
+        .find_map(|(_, t)| Lang::parse(t))
+        .unwrap_or_default()
 }
 
 const NL: &str = include_str!("../locales/nl/desk.ftl");
@@ -71,18 +40,18 @@ pub struct Catalogue {
 }
 
 fn bundle(lang: Lang, source: &str) -> FluentBundle<FluentResource> {
-    let id: LanguageIdentifier = lang.code().parse().expect("a valid language tag");
+    let id: LanguageIdentifier = lang.as_str().parse().expect("a valid language tag");
     let mut bundle = FluentBundle::new_concurrent(vec![id]);
     // Unicode isolation marks around placeables are for mixed-direction
     // text; in HTML between Latin words they only get in the way.
     bundle.set_use_isolating(false);
     let resource = FluentResource::try_new(source.to_owned()).unwrap_or_else(|(_, errors)| {
-        panic!("the {} catalogue does not parse: {errors:?}", lang.code())
+        panic!("the {} catalogue does not parse: {errors:?}", lang.as_str())
     });
     bundle.add_resource(resource).unwrap_or_else(|errors| {
         panic!(
             "the {} catalogue repeats a message: {errors:?}",
-            lang.code()
+            lang.as_str()
         )
     });
     bundle
@@ -150,14 +119,14 @@ impl Tr<'_> {
 
     /// The `lang` attribute value.
     pub fn code(&self) -> &'static str {
-        self.lang.code()
+        self.lang.as_str()
     }
 
     fn format(&self, id: &str, args: Option<&FluentArgs<'_>>) -> String {
         let Some(pattern) = self.bundle.get_message(id).and_then(|m| m.value()) else {
             tracing::error!(
                 id,
-                lang = self.lang.code(),
+                lang = self.lang.as_str(),
                 "a desk text is missing from the catalogue"
             );
             return id.to_owned();
@@ -167,7 +136,7 @@ impl Tr<'_> {
         if !errors.is_empty() {
             tracing::error!(
                 id,
-                lang = self.lang.code(),
+                lang = self.lang.as_str(),
                 ?errors,
                 "a desk text could not be filled in"
             );

@@ -160,7 +160,7 @@ fn anonymous_lang(headers: &HeaderMap) -> Lang {
         headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
-            .map(Lang::from_accept_language)
+            .map(crate::i18n::from_accept_language)
             .unwrap_or_default()
     })
 }
@@ -241,7 +241,11 @@ impl<B: Backend> Desk<B> {
     }
 
     fn desk_error(&self, lang: Lang, e: &DeskError) -> Response {
+        if let DeskError::Core(e) = e {
+            return self.error_page(lang, core_status(e), &e.message(lang));
+        }
         let status = match e {
+            DeskError::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
             DeskError::Refused(_) => StatusCode::FORBIDDEN,
             DeskError::BadInput(_) => StatusCode::BAD_REQUEST,
             DeskError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -300,6 +304,16 @@ impl<B: Backend> Desk<B> {
             Err(e) => return Err(self.desk_error(me.lang, &DeskError::Internal(e.to_string()))),
         };
         Ok((me, docs, info))
+    }
+}
+
+/// The HTTP status of a klad-core error.
+fn core_status(e: &klad_core::Error) -> StatusCode {
+    match e {
+        klad_core::Error::NotAllowed(_) => StatusCode::FORBIDDEN,
+        klad_core::Error::NotFound(_) => StatusCode::NOT_FOUND,
+        klad_core::Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -804,7 +818,7 @@ async fn sign_in<B: Backend>(
         generation: invited.generation,
         expires_at: invited.expires_at,
         csrf: session::random_secret(),
-        lang: lang.code().to_owned(),
+        lang: lang.as_str().to_owned(),
     };
     if let Err(e) = desk
         .backend
@@ -867,7 +881,7 @@ async fn sign_out<B: Backend>(
 fn lang_cookie_value(lang: Lang, secure: bool) -> String {
     format!(
         "{LANG_COOKIE}={}; Path=/desk; SameSite=Strict; Max-Age=31536000{}",
-        lang.code(),
+        lang.as_str(),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -905,7 +919,7 @@ async fn language<B: Backend>(
             Err(r) => return r,
         };
         let mut stored = me.session.clone();
-        stored.lang = chosen.code().to_owned();
+        stored.lang = chosen.as_str().to_owned();
         if let Err(e) = desk.backend.save_session(&me.sid, &stored).await {
             return desk.desk_error(me.lang, &e);
         }
@@ -1368,6 +1382,7 @@ async fn invite<B: Backend>(
         }
         Err(DeskError::Refused(m)) => again(StatusCode::FORBIDDEN, m),
         Err(DeskError::BadInput(m) | DeskError::Conflict(m)) => again(StatusCode::BAD_REQUEST, m),
+        Err(DeskError::Core(e)) => again(core_status(&e), e.message(me.lang)),
         Err(e) => desk.desk_error(me.lang, &e),
     }
 }

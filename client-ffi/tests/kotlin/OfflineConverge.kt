@@ -123,12 +123,22 @@ fun main(args: Array<String>) {
         bram.commit()
         val start = body.indexOf("groen")
         val thread = olga.comment(art, start.toUInt(), (start + 5).toUInt(), "Welk groen bedoelen jullie?")
-        val refused = try {
+        fun refusal(): KladException.NotAllowed? = try {
             olga.editBody(art, 0u, 0u, "x"); null
         } catch (e: KladException.NotAllowed) {
-            e.message
+            e
         }
-        check("an official's text edit is refused with core's sentence", refused?.contains("only drafters can") == true)
+        check("the library speaks Dutch until told otherwise", language() == "nl")
+        val nl = refusal()
+        check("an official's text edit is refused with core's reason code", nl?.code == "role-may-not")
+        check("... and its Dutch sentence",
+            nl?.sentence == "Als ambtenaar mag u dit niet: de tekst van de artikelen wijzigen. Alleen inwoners mogen dat.")
+        setLanguage("en-GB")
+        val en = refusal()
+        setLanguage("nl")
+        check("after switching to English, the English sentence",
+            en?.code == "role-may-not" &&
+                en.sentence == "As an official, you cannot change the article text: only drafters can.")
         check("offline phones are not all on the server",
             listOf(anna, bram, olga).all { !it.syncStatus().allOnServer && !it.syncStatus().online })
 

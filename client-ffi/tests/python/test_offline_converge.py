@@ -41,10 +41,31 @@ def test_two_drafters_and_an_official_converge_after_working_offline(server, pho
     # Olga comments on "groen" (she sees the text as it was).
     start = BODY.index("groen")
     thread = olga.comment(art, start, start + len("groen"), "Welk groen bedoelen jullie?")
-    # An official may not change the text: refused locally with core's sentence.
+    # An official may not change the text: refused locally with core's
+    # reason code and sentence, in Dutch until the app chooses English.
+    assert klad_ffi.language() == "nl"
     with pytest.raises(klad_ffi.KladError.NotAllowed) as refused:
         olga.edit_body(art, 0, 0, "x")
-    assert "only drafters can" in str(refused.value)
+    assert refused.value.code == "role-may-not"
+    assert refused.value.sentence == (
+        "Als ambtenaar mag u dit niet: de tekst van de artikelen wijzigen. "
+        "Alleen inwoners mogen dat."
+    )
+    klad_ffi.set_language("en-GB")
+    try:
+        assert klad_ffi.language() == "en"
+        with pytest.raises(klad_ffi.KladError.NotAllowed) as refused:
+            olga.edit_body(art, 0, 0, "x")
+        assert refused.value.code == "role-may-not"
+        assert refused.value.sentence == (
+            "As an official, you cannot change the article text: only drafters can."
+        )
+        with pytest.raises(klad_ffi.KladError.InvalidInput) as unknown:
+            klad_ffi.set_language("fr")
+        assert unknown.value.code == "unknown-language"
+        assert klad_ffi.language() == "en"
+    finally:
+        klad_ffi.set_language("nl")
 
     for p in (anna, bram, olga):
         s = p.sync_status()
@@ -127,7 +148,8 @@ def test_typing_in_heading_and_body_becomes_one_change_each(server, phones):
     assert (a.heading, a.body) == ("Kop een", "Tekst twee"), "typing shows before it is committed"
     with pytest.raises(klad_ffi.KladError.InvalidInput) as e:
         anna.edit_heading(art, 99, 0, "x")
-    assert "outside the heading" in str(e.value)
+    assert e.value.code == "edit-outside-field"
+    assert "buiten de kop" in e.value.sentence
     anna.commit()
     after = text_changes()
     assert len(after) == before + 2, "nine keystrokes, two changes: the heading's and the body's"

@@ -48,4 +48,4 @@ def test_a_change_from_another_phone_between_reading_and_typing_does_not_move_th
         anna.edit_body_at("not-a-version", art, 0, 0, "Z")
         raise AssertionError("a made-up version was accepted")
     except klad_ffi.KladError.InvalidInput as e:
-        assert "version" in str(e)
+        assert "version" in e.sentence

@@ -398,6 +398,7 @@ pub(super) async fn letter<B: Backend>(
         Ok(()) => Redirect::to("/desk/letters?saved=1").into_response(),
         Err(DeskError::BadInput(m)) => again(StatusCode::BAD_REQUEST, m),
         Err(DeskError::Refused(m)) => again(StatusCode::FORBIDDEN, m),
+        Err(DeskError::Core(e)) => again(core_status(&e), e.message(me.lang)),
         Err(e) => desk.desk_error(me.lang, &e),
     }
 }

@@ -245,13 +245,13 @@ test('an official is not offered the text, and a forged form to change it is ref
     form: { csrf, body: 'De gemeente plant nergens bomen.' },
   });
   assert.equal(r.status(), 403);
-  assert.match(await r.text(), /drafters/);
+  assert.match(await r.text(), /Alleen inwoners mogen dat/);
   // A formal answer without a reason is refused with a sentence too.
   r = await page.request.post(`${base}/desk/threads/${s.drafted.thread}/answer`, {
     form: { csrf, status: 'adopted', reason: '   ' },
   });
   assert.equal(r.status(), 400);
-  assert.match(await r.text(), /reason/i);
+  assert.match(await r.text(), /motivering van het formele antwoord is leeg/);
   await page.goto(`${base}/desk/articles/${s.drafted.article}`);
   assert.equal(await page.locator('.body').textContent(), 'De gemeente plant in elke straat[1] bomen.');
 });

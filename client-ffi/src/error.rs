@@ -1,6 +1,6 @@
 //! The one public error type: five kinds, each with a sentence for a person.
 
-use klad_core::store::StoreError;
+use klad_store::StoreError;
 
 /// Everything that can go wrong in a klad-ffi call. Its message (Kotlin
 /// `message`, Swift `localizedDescription`, Python `str(e)`) is a sentence that

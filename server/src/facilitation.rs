@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use automerge::Automerge;
 use klad_core::document::KladDocument;
 use klad_core::rules::{Phase, Role};
-use klad_core::store::{DocStore, Key, KvStore, SledStore};
+use klad_store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{
     ContributionsDoc, DocId, Member, MemberId, NewMember, ProcessDoc, ProcessId, ProcessInfo,
     TextDoc,

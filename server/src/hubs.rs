@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automerge::{Change, ChangeHash};
-use klad_core::store::{DocStore, KvStore, SledStore, incremental_value};
+use klad_store::{DocStore, KvStore, SledStore, incremental_value};
 use klad_core::{MemberId, ProcessId};
 use klad_sync::authorship::Signature;
 use klad_sync::hub::{
@@ -743,7 +743,7 @@ fn append<S: KvStore>(docs: &DocStore<S>, doc: &str, bytes: &[u8]) -> Result<(),
 mod tests {
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT, ReadDoc};
-    use klad_core::store::{DocStore, MemStore};
+    use klad_store::{DocStore, MemStore};
 
     use super::append;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use klad_core::store::StoreError;
+use klad_store::StoreError;
 use klad_core::{Member, ProcessId, ProcessInfo};
 use klad_server::auth::admin_secret_path;
 use klad_server::client;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use klad_core::store::{DocStore, KvStore, SledStore};
+use klad_store::{DocStore, KvStore, SledStore};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Keys, SIGNING_KEY_FILE, load_or_create_admin_secret};
@@ -185,7 +185,7 @@ const STORAGE_ID_KEY: &str = "storage-adapter-id";
 /// sync state they keep, and the server's heads they report as "saved on the
 /// server", by it; it stays the same as long as the store does.
 fn load_or_create_storage_id(store: &SledStore) -> anyhow::Result<String> {
-    let key = klad_core::store::Key::new([STORAGE_ID_KEY])?;
+    let key = klad_store::Key::new([STORAGE_ID_KEY])?;
     if let Some(bytes) = store.get(&key)?
         && let Ok(id) = String::from_utf8(bytes)
     {

@@ -35,11 +35,13 @@ use std::time::{Duration, SystemTime};
 use automerge::Automerge;
 use klad_core::document::KladDocument;
 use klad_core::rules::{Phase, Role};
-use klad_store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{
     ContributionsDoc, DocId, Member, MemberId, NewMember, ProcessDoc, ProcessId, ProcessInfo,
     TextDoc,
 };
+use klad_store::{DocStore, Key, KvStore};
+
+use crate::store::AnyStore;
 use serde::Serialize;
 
 use crate::auth::Keys;
@@ -204,8 +206,8 @@ fn new_document_id() -> String {
 /// Facilitation over the process hubs, the document store and a directory.
 pub struct Facilitation {
     hubs: Arc<Hubs>,
-    docs: Arc<DocStore<SledStore>>,
-    kv: SledStore,
+    docs: Arc<DocStore<AnyStore>>,
+    kv: AnyStore,
     directory: Arc<Directory>,
     keys: Arc<Keys>,
     /// Serialises writes to process documents.
@@ -233,8 +235,8 @@ impl Facilitation {
     /// Wires facilitation to the process hubs and stores.
     pub fn new(
         hubs: Arc<Hubs>,
-        docs: Arc<DocStore<SledStore>>,
-        kv: SledStore,
+        docs: Arc<DocStore<AnyStore>>,
+        kv: AnyStore,
         directory: Arc<Directory>,
         keys: Arc<Keys>,
     ) -> Self {

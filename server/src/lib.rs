@@ -33,3 +33,4 @@ pub mod http;
 pub mod hubs;
 pub mod metrics;
 pub mod server;
+pub mod store;

@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p klad-tests --bin klad-bench -- <benchmark>`, with
 //! `core-editing`, `wire`, `start` (needs the release `klad-server` next to
-//! this binary), `store-load`, `typing` (the phone's replica typing offline),
+//! this binary), `store-load`, `store-write` (sled against PostgreSQL; see
+//! store_write.rs), `typing` (the phone's replica typing offline),
 //! `storm` (N members open the app at once; see storm.rs) or `idle` (memory
 //! per idle connection; see idle.rs).
 //!
@@ -20,6 +21,7 @@ mod idle;
 mod rawclient;
 mod samod_client;
 mod start;
+mod store_write;
 mod storm;
 mod typing;
 mod wire;
@@ -232,13 +234,14 @@ fn main() -> anyhow::Result<()> {
         ["start"] => tokio_main(start::run()),
         ["populate", dir, n] => tokio_main(start::populate_command(dir, n)),
         ["store-load"] => start::store_load(),
+        ["store-write"] => store_write::run(),
         ["wire"] => tokio_main(wire::run()),
         ["typing"] => typing::run(),
         ["typing-raw"] => typing::raw(),
         ["storm", rest @ ..] => tokio_main(storm::run(rest)),
         ["idle", rest @ ..] => tokio_main(idle::run(rest)),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, typing, storm or idle"
+            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, store-write, typing, storm or idle"
         ),
     }
 }

@@ -8,7 +8,8 @@
 # in Chromium (scripts/test-web.sh; Chromium and the npm packages are installed
 # on first use). Between the first two, a short
 # schemathesis run against a real server (scripts/schemathesis.sh; schemathesis
-# is installed on first use).
+# is installed on first use). PostgreSQL is installed and started on first use
+# (scripts/postgres.sh) unless KLAD_TEST_POSTGRES names a database server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +20,15 @@ if [ ! -f "$TRACE" ]; then
   echo "error: $TRACE is missing; it is part of the repository (tests/data), or unset KLAD_SHARED_DATA if it points elsewhere" >&2
   exit 1
 fi
+
+# The PostgreSQL store's tests (klad-store's contract suite, klad-server on
+# PostgreSQL) need a database: scripts/postgres.sh installs and starts a local
+# one when needed (Debian's package) and prints where it is. Set
+# KLAD_TEST_POSTGRES yourself to use another.
+if [ -z "${KLAD_TEST_POSTGRES:-}" ]; then
+  eval "$(bash scripts/postgres.sh)"
+fi
+export KLAD_TEST_POSTGRES
 
 # nextest runs every test in its own process, in parallel, and ends with one
 # summary line for the whole workspace.

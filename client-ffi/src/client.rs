@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use klad_core::store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{ActorId, MemberId, ProcessId};
+use klad_store::{DocStore, Key, KvStore, SledStore};
 use klad_sync::authorship::{DeviceKey, parse_key};
 use serde::{Deserialize, Serialize};
 

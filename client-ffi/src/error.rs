@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use klad_core::Lang;
-use klad_core::store::StoreError;
+use klad_store::StoreError;
 
 /// Everything that can go wrong in a klad-ffi call: its kind, a `code` to
 /// branch on (klad-core's reason code, such as `role-may-not` or

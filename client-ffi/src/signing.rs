@@ -7,14 +7,14 @@
 //! frame whose changes they sign.
 
 use automerge::ChangeHash;
-use klad_core::store::KvStore;
+use klad_store::KvStore;
 use klad_sync::authorship::{self, Signature};
 
 use crate::client::{Shared, key};
 use crate::storage::PREFIX;
 
 /// Where the signature of another member's change is kept.
-fn sig_key(hash: &ChangeHash) -> Option<klad_core::store::Key> {
+fn sig_key(hash: &ChangeHash) -> Option<klad_store::Key> {
     key(&[PREFIX, "sig", &hash.to_string()]).ok()
 }
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use klad_core::store::{Key, KvStore, SledStore};
+use klad_store::{Key, KvStore, SledStore};
 use samod::storage::{Storage, StorageKey};
 
 /// First key component of everything klad-ffi stores besides documents.

@@ -12,7 +12,7 @@
 //! # Invariants
 //!
 //! - A keystroke is accepted only after its journal record is appended and
-//!   synced ([`klad_core::store::journal`]). The batch that stores a commit also stores
+//!   synced ([`klad_store::journal`]). The batch that stores a commit also stores
 //!   the highest sequence number it holds (`<prefix>/journal-done/<process>`),
 //!   and a replay skips the records it covers; the file is emptied only
 //!   after that. So every keystroke whose call returned is replayed or in a
@@ -33,11 +33,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{ActorId, Automerge, Change, ChangeHash};
-use klad_core::store::{Key, StoreError, incremental_value};
 use klad_core::{
     ContributionsDoc, DocRole, KladDocument, MemberId, ProcessDoc, ProcessDocs, ProcessInfo,
     Session, Splice, TextDoc,
 };
+use klad_store::{Key, StoreError, incremental_value};
 
 use crate::typing::{Commit, Keystroke, Prepared, Typing};
 
@@ -66,7 +66,7 @@ pub trait Disk {
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan(&mut self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError>;
     /// The typing journal file's bytes (empty if there is none); see
-    /// [`klad_core::store::journal`].
+    /// [`klad_store::journal`].
     fn journal(&mut self) -> Result<Vec<u8>, StoreError>;
 }
 
@@ -96,7 +96,7 @@ pub struct Write {
     pub puts: Vec<(Key, Vec<u8>)>,
     /// Entries to remove.
     pub deletes: Vec<Key>,
-    /// A record to append to the typing journal (framed: [`klad_core::store::journal`]).
+    /// A record to append to the typing journal (framed: [`klad_store::journal`]).
     pub journal: Option<Vec<u8>>,
     /// Heads of each writable document before the operation, to go back to
     /// if storing fails.
@@ -272,7 +272,7 @@ impl Replica {
             legacy.insert(seq);
             journal.insert(seq, entry);
         }
-        for record in klad_core::store::journal::decode(&disk.journal()?) {
+        for record in klad_store::journal::decode(&disk.journal()?) {
             let entry: Keystroke = serde_json::from_slice(record).map_err(damaged)?;
             if done.is_none_or(|d| entry.seq > d) {
                 journal.insert(entry.seq, entry);
@@ -556,7 +556,7 @@ impl Replica {
             let bytes = serde_json::to_vec(&k).map_err(|e| {
                 Error::Damaged(format!("The keystroke could not be recorded ({e})."))
             })?;
-            w.journal = Some(klad_core::store::journal::encode(&bytes));
+            w.journal = Some(klad_store::journal::encode(&bytes));
             w.keystroke = Some(k);
             Ok(())
         })?;

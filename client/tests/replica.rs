@@ -13,8 +13,8 @@
 
 use automerge::ChangeHash;
 use klad_client::replica::{Config, Disk, Effects, Error, Replica, Write};
-use klad_core::store::{DocStore, Key, KvStore, MemStore, StoreError, incremental_value};
 use klad_core::{ArticleId, ContributionId, DocRole, KladDocument, MemberId, ProcessDocs, Splice};
+use klad_store::{DocStore, Key, KvStore, MemStore, StoreError, incremental_value};
 use proptest::prelude::*;
 
 mod common;
@@ -203,7 +203,7 @@ impl Phone {
             .get(&done_key)
             .unwrap()
             .map(|v| String::from_utf8(v).unwrap().parse().unwrap());
-        klad_core::store::journal::decode(&self.journal)
+        klad_store::journal::decode(&self.journal)
             .into_iter()
             .map(|r| {
                 serde_json::from_slice::<klad_client::Keystroke>(r)
@@ -239,7 +239,7 @@ impl Phone {
     /// The app dies; the phone comes back from the store alone and replays
     /// the journal.
     fn crash(&mut self) {
-        self.journal_end = klad_core::store::journal::whole_len(&self.journal);
+        self.journal_end = klad_store::journal::whole_len(&self.journal);
         let store = DocStore::new(self.kv.clone());
         let disk = &mut StoreDisk(store, self.journal.clone());
         self.replica = Replica::open(config(&self.me), disk).unwrap();

@@ -20,7 +20,7 @@ const DOCUMENT: u8 = 0;
 /// Automerge's chunk type for one change.
 const CHANGE: u8 = 1;
 /// Automerge's chunk type for a deflate-compressed change.
-pub(crate) const COMPRESSED_CHANGE: u8 = 2;
+pub const COMPRESSED_CHANGE: u8 = 2;
 /// Automerge's chunk type for a bundle of changes.
 const BUNDLE: u8 = 3;
 /// The highest chunk type Automerge 0.12 knows (0 document, 1 change,

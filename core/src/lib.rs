@@ -2,19 +2,21 @@
 //!
 //! The co-written ordinance and everything people say about it, as Automerge
 //! documents: the schema, the domain operations, the rules of who may do what,
-//! the views people read, and a crash-safe store.
+//! and the views people read.
 //!
-//! Core does no network IO, reads no clock (every operation takes `now_ms`) and
+//! Core does no IO, reads no clock (every operation takes `now_ms`) and
 //! runs no async runtime: the server and the phone client are adapters around it.
 //!
 //! - [`rules::may`] is the one table of who may do what, when.
 //! - [`ProcessDoc`], [`TextDoc`], [`ContributionsDoc`] are the three kinds of document.
 //! - [`Session`] is one member at work: every domain operation, checked against the rules.
 //! - [`views`] are pure functions over a process's documents.
-//! - [`store`] keeps documents durably on disk.
 //! - [`Reason`] is why something was refused or failed, with its sentences in
 //!   Dutch and English ([`i18n`], [`Lang`]).
 //! - [`history`] reads the past: moments, versions, word diffs, named versions.
+//!
+//! Storage is klad-store's: core does no IO at all (its `chunks` module
+//! only checks bytes, and the store calls it).
 
 pub mod anchor;
 pub mod chunks;
@@ -29,7 +31,6 @@ pub mod process;
 pub mod reason;
 pub mod rules;
 pub mod session;
-pub mod store;
 pub mod text;
 pub mod views;
 

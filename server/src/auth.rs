@@ -92,6 +92,43 @@ impl Keys {
         })
     }
 
+    /// Loads the key pair kept in `store` (under [`crate::store::signing_key_key`]),
+    /// generating and storing it on first start. Used with a shared store
+    /// (PostgreSQL), so that every node signs and verifies with one key.
+    ///
+    /// Two nodes starting on an empty database at the same moment could each
+    /// store a key; the later write wins and the first node's tokens of those
+    /// first seconds are refused. (A conditional put comes with the lease
+    /// work; until then start one node first.)
+    pub fn load_or_create_in<S: klad_store::KvStore>(store: &S) -> anyhow::Result<Keys> {
+        let key = crate::store::signing_key_key()?;
+        let stored_error = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "The token signing key stored in the database is not readable ({e}). Restore it from a backup of the database (a new key invalidates every token)."
+            )
+        };
+        if let Some(bytes) = store.get(&key)? {
+            let text = String::from_utf8(bytes).map_err(|e| stored_error(&e))?;
+            let secret = AsymmetricSecretKey::<V4>::try_from(text.trim())
+                .map_err(|e| stored_error(&format!("not a k4.secret key: {e:?}")))?;
+            let public = AsymmetricPublicKey::<V4>::try_from(&secret)
+                .map_err(|e| stored_error(&format!("{e:?}")))?;
+            return Ok(Keys {
+                secret,
+                public: public.into(),
+            });
+        }
+        let kp = AsymmetricKeyPair::<V4>::generate()?;
+        let mut secret = String::new();
+        kp.secret.fmt(&mut secret)?;
+        store.put(&key, secret.as_bytes())?;
+        tracing::info!("generated a new token signing key in the store");
+        Ok(Keys {
+            secret: kp.secret,
+            public: kp.public.into(),
+        })
+    }
+
     /// Loads an existing key pair from `data_dir`.
     pub fn load(data_dir: &Path) -> anyhow::Result<Keys> {
         let path = data_dir.join(SIGNING_KEY_FILE);

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use automerge::ActorId;
 use klad_core::document::KladDocument;
 use klad_core::rules::Role;
-use klad_core::store::{Key, KvStore};
 use klad_core::{
     ContributionsDoc, DocRole, MemberId, ProcessDoc, ProcessDocs, ProcessId, Session, TextDoc,
 };
+use klad_store::{Key, KvStore};
 use klad_sync::access::{Access, peer_id_for};
 use klad_sync::authorship::{self, Sender, Signatures};
 use klad_web::{
@@ -57,7 +57,7 @@ impl ServerDesk {
         })
         .await
         .map_err(store_error)?
-        .map_err(|e: klad_core::store::StoreError| store_error(e))
+        .map_err(|e: klad_store::StoreError| store_error(e))
     }
 }
 

@@ -35,11 +35,13 @@ use std::time::{Duration, SystemTime};
 use automerge::Automerge;
 use klad_core::document::KladDocument;
 use klad_core::rules::{Phase, Role};
-use klad_core::store::{DocStore, Key, KvStore, SledStore};
 use klad_core::{
     ContributionsDoc, DocId, Member, MemberId, NewMember, ProcessDoc, ProcessId, ProcessInfo,
     TextDoc,
 };
+use klad_store::{DocStore, Key, KvStore};
+
+use crate::store::AnyStore;
 use serde::Serialize;
 
 use crate::auth::Keys;
@@ -206,8 +208,8 @@ fn new_document_id() -> String {
 /// Facilitation over the process hubs, the document store and a directory.
 pub struct Facilitation {
     hubs: Arc<Hubs>,
-    docs: Arc<DocStore<SledStore>>,
-    kv: SledStore,
+    docs: Arc<DocStore<AnyStore>>,
+    kv: AnyStore,
     directory: Arc<Directory>,
     keys: Arc<Keys>,
     /// Serialises writes to process documents.
@@ -247,8 +249,8 @@ impl Facilitation {
     /// Wires facilitation to the process hubs and stores.
     pub fn new(
         hubs: Arc<Hubs>,
-        docs: Arc<DocStore<SledStore>>,
-        kv: SledStore,
+        docs: Arc<DocStore<AnyStore>>,
+        kv: AnyStore,
         directory: Arc<Directory>,
         keys: Arc<Keys>,
     ) -> Self {
@@ -322,12 +324,12 @@ impl Facilitation {
     }
 
     /// The document store (the web desk reads documents from it).
-    pub fn doc_store(&self) -> &Arc<DocStore<SledStore>> {
+    pub fn doc_store(&self) -> &Arc<DocStore<AnyStore>> {
         &self.docs
     }
 
     /// The key/value store (the web desk keeps its sessions in it).
-    pub fn kv(&self) -> &SledStore {
+    pub fn kv(&self) -> &AnyStore {
         &self.kv
     }
 

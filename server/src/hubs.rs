@@ -36,8 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automerge::{Change, ChangeHash};
-use klad_core::store::{DocStore, KvStore, SledStore, incremental_value};
 use klad_core::{MemberId, ProcessId};
+use klad_store::{DocStore, KvStore, incremental_value};
 use klad_sync::authorship::Signature;
 use klad_sync::hub::{
     ConnId, Effect, Event, Hub, HubConfig, POLICY_VIOLATION, Stats, StoreToken, WriteId,
@@ -47,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::directory::Directory;
 use crate::gate::{HubGate, NewDevice, PeerState};
 use crate::metrics::Metrics;
+use crate::store::AnyStore;
 
 pub use klad_sync::access::SERVER_PEER_ID;
 
@@ -82,7 +83,7 @@ pub const GOING_AWAY: u16 = 1001;
 /// What every process hub is built from.
 pub struct HubParts {
     /// Where documents are stored.
-    pub docs: Arc<DocStore<SledStore>>,
+    pub docs: Arc<DocStore<AnyStore>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The membership index (access, device registries).
@@ -743,7 +744,7 @@ fn append<S: KvStore>(docs: &DocStore<S>, doc: &str, bytes: &[u8]) -> Result<(),
 mod tests {
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT, ReadDoc};
-    use klad_core::store::{DocStore, MemStore};
+    use klad_store::{DocStore, MemStore};
 
     use super::append;
 

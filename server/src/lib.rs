@@ -35,3 +35,4 @@ pub mod http;
 pub mod hubs;
 pub mod metrics;
 pub mod server;
+pub mod store;

@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use klad_core::store::StoreError;
 use klad_core::{Member, ProcessId, ProcessInfo};
 use klad_server::auth::admin_secret_path;
 use klad_server::client;
 use klad_server::http::{parse_role, parse_ttl};
 use klad_server::server::{self, SERVER_FILE, ServeConfig, ServerFile};
+use klad_server::store::StoreLocation;
+use klad_store::StoreError;
 use serde_json::{Value, json};
 
 /// Klad's sync server: merges everyone's changes to an ordinance and hands
@@ -38,6 +39,13 @@ struct Common {
     /// Serving creates it on first start; the other commands need it to exist.
     #[arg(long, env = "KLAD_DATA", default_value = "./klad-data", global = true)]
     data: PathBuf,
+
+    /// Where documents, process records and the signing key are stored:
+    /// `sled` (the default: a database in the data directory) or a
+    /// PostgreSQL address, postgres://user:password@host:port/database,
+    /// for several server nodes on one database (docs/OPERATIONS.md).
+    #[arg(long, env = "KLAD_STORE", global = true, hide_env_values = true)]
+    store: Option<String>,
 
     /// Write logs as JSON lines (for log collectors) instead of text.
     /// RUST_LOG sets the level (default: info when serving, warn otherwise).
@@ -274,28 +282,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where a command works: the data directory and the store.
+struct Place {
+    data: PathBuf,
+    store: StoreLocation,
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let data = cli.common.data;
+    let place = Place {
+        data: cli.common.data,
+        store: StoreLocation::parse(cli.common.store.as_deref())?,
+    };
+    let data = &place.data;
     let command = match cli.command {
-        None => return serve(&data, cli.serve).await,
-        Some(Command::Serve(args)) => return serve(&data, args).await,
+        None => return serve(&place, cli.serve).await,
+        Some(Command::Serve(args)) => return serve(&place, args).await,
         Some(command) => command,
     };
     // Everything else works on a data directory that exists: a mistyped
     // --data must not leave a new, empty one behind.
-    server::existing_data_dir(&data)?;
+    server::existing_data_dir(data, &place.store)?;
     match command {
-        Command::Serve(args) => serve(&data, args).await,
+        Command::Serve(args) => serve(&place, args).await,
         Command::Process {
             command: ProcessCommand::Create { title, json },
         } => {
-            let out = facilitate(&data, Op::Create { title }).await?;
+            let out = facilitate(&place, Op::Create { title }).await?;
             print_out(&out, json, created_text)
         }
         Command::Process {
             command: ProcessCommand::Show { process, json },
         } => {
-            let out = facilitate(&data, Op::Show { process }).await?;
+            let out = facilitate(&place, Op::Show { process }).await?;
             print_out(&out, json, process_text)
         }
         Command::Invite {
@@ -309,7 +327,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             parse_role(&role).map_err(anyhow::Error::msg)?;
             let ttl = checked_ttl(&ttl)?;
             let out = facilitate(
-                &data,
+                &place,
                 Op::Invite {
                     process,
                     name,
@@ -328,9 +346,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
             })
         }
-        Command::Members { command } => members(&data, command).await,
+        Command::Members { command } => members(&place, command).await,
         Command::Phase { process, to, json } => {
-            let out = facilitate(&data, Op::Phase { process, to }).await?;
+            let out = facilitate(&place, Op::Phase { process, to }).await?;
             print_out(&out, json, |v| {
                 Ok(format!(
                     "process {} is now in the {} phase",
@@ -342,10 +360,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn members(data: &Path, command: MembersCommand) -> anyhow::Result<()> {
+async fn members(place: &Place, command: MembersCommand) -> anyhow::Result<()> {
     match command {
         MembersCommand::List { process, json } => {
-            let out = facilitate(data, Op::Show { process }).await?;
+            let out = facilitate(place, Op::Show { process }).await?;
             let info: ProcessInfo = serde_json::from_value(out)?;
             let mut list: Vec<Member> = info.members.into_values().collect();
             list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -365,7 +383,7 @@ async fn members(data: &Path, command: MembersCommand) -> anyhow::Result<()> {
         } => {
             let ttl = checked_ttl(&ttl)?;
             let out = facilitate(
-                data,
+                place,
                 Op::Reissue {
                     process,
                     member,
@@ -393,7 +411,7 @@ async fn members(data: &Path, command: MembersCommand) -> anyhow::Result<()> {
             member,
             json,
         } => {
-            let out = facilitate(data, Op::Revoke { process, member }).await?;
+            let out = facilitate(place, Op::Revoke { process, member }).await?;
             print_out(&out, json, |v| {
                 Ok(format!(
                     "Revoked every token of {} ({}, member id {}): their devices can no longer connect.\nGive them a new token with: klad-server members reissue --process {} --member {}",
@@ -523,7 +541,7 @@ fn invitation_text(v: &Value) -> anyhow::Result<String> {
     ))
 }
 
-async fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(place: &Place, args: ServeArgs) -> anyhow::Result<()> {
     if std::io::IsTerminal::is_terminal(&std::io::stdout())
         && let Some(hint) = path_hint()
     {
@@ -531,7 +549,8 @@ async fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     server::serve(ServeConfig {
         listen: args.listen,
-        data: data.to_path_buf(),
+        data: place.data.clone(),
+        store: place.store.clone(),
         max_message_bytes: args.max_message_bytes,
         max_connections: args.max_connections,
         fault_put_delay: args
@@ -598,7 +617,8 @@ enum Op {
 }
 
 /// Runs `op` through the running server if there is one, else on the store.
-async fn facilitate(data: &Path, op: Op) -> anyhow::Result<Value> {
+async fn facilitate(place: &Place, op: Op) -> anyhow::Result<Value> {
+    let data = place.data.as_path();
     if let Some(addr) = running_server(data) {
         match via_http(data, &addr, &op).await {
             Err(e) if is_connect_error(&e) => {
@@ -607,7 +627,15 @@ async fn facilitate(data: &Path, op: Op) -> anyhow::Result<Value> {
             other => return other,
         }
     }
-    match server::open_engine(data).await {
+    let engine = server::open_engine_with(
+        data,
+        server::EngineConfig {
+            store: place.store.clone(),
+            ..server::EngineConfig::default()
+        },
+    )
+    .await;
+    match engine {
         Ok(engine) => {
             let result = offline(&engine, op).await;
             engine.stop().await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use klad_core::store::{DocStore, KvStore, SledStore};
+use klad_store::{DocStore, KvStore};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Keys, SIGNING_KEY_FILE, load_or_create_admin_secret};
@@ -18,6 +18,7 @@ use crate::gate::NewDevice;
 use crate::http::{AppState, router};
 use crate::hubs::{HubParts, Hubs};
 use crate::metrics::Metrics;
+use crate::store::{AnyStore, StoreLocation};
 
 /// The file a running server writes into its data directory so that the
 /// command line can reach it (removed on a clean shutdown).
@@ -41,6 +42,8 @@ pub struct ServeConfig {
     pub listen: String,
     /// The data directory.
     pub data: PathBuf,
+    /// Where everything is stored (sled in the data directory by default).
+    pub store: StoreLocation,
     /// Largest accepted websocket message, in bytes.
     pub max_message_bytes: usize,
     /// Most websocket connections open at once.
@@ -70,6 +73,8 @@ pub struct EngineConfig {
     pub unload_delay: Option<Duration>,
     /// Fault injection for tests: see [`ServeConfig::fault_panic_name`].
     pub panic_name: Option<String>,
+    /// Where everything is stored.
+    pub store: StoreLocation,
 }
 
 /// The default idle period before a process is unloaded.
@@ -82,6 +87,7 @@ impl Default for EngineConfig {
             idle_unload: DEFAULT_IDLE_UNLOAD,
             unload_delay: None,
             panic_name: None,
+            store: StoreLocation::DataDir,
         }
     }
 }
@@ -107,7 +113,10 @@ pub struct Engine {
 /// Checks that `data` is an existing data directory (a store and a signing
 /// key), without creating or changing anything: the command line's
 /// facilitation commands work only on one (serving creates it).
-pub fn existing_data_dir(data: &Path) -> anyhow::Result<()> {
+///
+/// With a PostgreSQL store only the directory itself must exist (it holds
+/// no store and no key then).
+pub fn existing_data_dir(data: &Path, store: &StoreLocation) -> anyhow::Result<()> {
     let shown = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
     if !data.exists() {
         anyhow::bail!(
@@ -116,7 +125,9 @@ pub fn existing_data_dir(data: &Path) -> anyhow::Result<()> {
             shown.display()
         );
     }
-    if !data.join(STORE_DIR).is_dir() || !data.join(SIGNING_KEY_FILE).is_file() {
+    if *store == StoreLocation::DataDir
+        && (!data.join(STORE_DIR).is_dir() || !data.join(SIGNING_KEY_FILE).is_file())
+    {
         anyhow::bail!(
             "{} ({}) is not a klad-server data directory: it has no {STORE_DIR}/ and {SIGNING_KEY_FILE}; nothing was done. Name the server's data directory with --data <dir> (or KLAD_DATA).",
             data.display(),
@@ -141,13 +152,17 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
             data.display()
         )
     })?;
-    let store = SledStore::open(data.join(STORE_DIR))?;
+    let store = AnyStore::open(&cfg.store, data)?;
     let docs = Arc::new(DocStore::with_auto_compaction(
         store.clone(),
         COMPACT_AFTER_CHUNKS,
     )?);
     let storage_id = load_or_create_storage_id(&store)?;
-    let keys = Arc::new(Keys::load_or_create(data)?);
+    let keys = Arc::new(match &store {
+        AnyStore::Sled(_) => Keys::load_or_create(data)?,
+        AnyStore::Postgres(_) => Keys::load_or_create_in(&store)?,
+    });
+    let shown = store.describe();
     let metrics = Arc::new(Metrics::default());
     let directory = Arc::new(Directory::new());
     let (devices, found) = tokio::sync::mpsc::unbounded_channel();
@@ -167,7 +182,7 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
     );
     let n = facilitation.load_all().await?;
     let registrar = tokio::spawn(register_devices(facilitation.clone(), found));
-    tracing::info!(processes = n, data = %data.display(), "data directory opened");
+    tracing::info!(processes = n, data = %data.display(), store = %shown, "data directory opened");
     Ok(Engine {
         hubs,
         facilitation,
@@ -184,8 +199,8 @@ const STORAGE_ID_KEY: &str = "storage-adapter-id";
 /// The storage id the hubs announce in their `peer` message. Peers key the
 /// sync state they keep, and the server's heads they report as "saved on the
 /// server", by it; it stays the same as long as the store does.
-fn load_or_create_storage_id(store: &SledStore) -> anyhow::Result<String> {
-    let key = klad_core::store::Key::new([STORAGE_ID_KEY])?;
+fn load_or_create_storage_id(store: &AnyStore) -> anyhow::Result<String> {
+    let key = klad_store::Key::new([STORAGE_ID_KEY])?;
     if let Some(bytes) = store.get(&key)?
         && let Ok(id) = String::from_utf8(bytes)
     {
@@ -251,6 +266,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             idle_unload: cfg.idle_unload,
             unload_delay: cfg.fault_unload_delay,
             panic_name: cfg.fault_panic_name.clone(),
+            store: cfg.store.clone(),
         },
     )
     .await?;

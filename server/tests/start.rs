@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use klad_core::ProcessInfo;
-use klad_core::store::{Key, KvStore, SledStore};
+use klad_store::{Key, KvStore, SledStore};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);

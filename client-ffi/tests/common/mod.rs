@@ -42,6 +42,7 @@ impl Server {
             klad_server::server::ServeConfig {
                 listen: "127.0.0.1:0".into(),
                 data: data.clone(),
+                store: Default::default(),
                 max_message_bytes: 16 * 1024 * 1024,
                 max_connections: 64,
                 fault_put_delay: None,

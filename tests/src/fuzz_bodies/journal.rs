@@ -1,12 +1,12 @@
 //! Target `journal`: the typing journal's record reader
-//! (`klad_core::store::journal::decode`), which reads whatever a crash left
+//! (`klad_store::journal::decode`), which reads whatever a crash left
 //! in the file.
 //!
 //! Invariants: nothing panics; the records read, framed again, are exactly
 //! the start of the file up to `whole_len`; a record appended there reads
 //! back after them (what the next keystroke does over a torn tail).
 
-use klad_core::store::journal;
+use klad_store::journal;
 
 /// The body of the `journal` target.
 pub fn run(data: &[u8]) {

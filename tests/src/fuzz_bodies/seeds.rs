@@ -10,8 +10,8 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, Change, ROOT, ReadDoc};
 use ciborium::Value;
 use klad_core::rules::Role;
-use klad_core::store::journal;
 use klad_core::{KladDocument, ProcessDocs, Session, Splice};
+use klad_store::journal;
 use klad_sync::authorship::{self, DeviceKey};
 use klad_sync::wire;
 

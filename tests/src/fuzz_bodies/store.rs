@@ -11,7 +11,7 @@
 //! snapshot with the same heads, or is refused (changes missing, or a
 //! snapshot that would not load again) with every value left in place.
 
-use klad_core::store::{DocStore, INCREMENTAL, Key, KvStore, MemStore, SNAPSHOT, StoreError};
+use klad_store::{DocStore, INCREMENTAL, Key, KvStore, MemStore, SNAPSHOT, StoreError};
 
 use super::assert_sentence;
 use super::bytes::{self, Input};

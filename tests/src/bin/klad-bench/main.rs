@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p klad-tests --bin klad-bench -- <benchmark>`, with
 //! `core-editing`, `wire`, `start` (needs the release `klad-server` next to
-//! this binary), `store-load`, `typing` (the phone's replica typing offline),
+//! this binary), `store-load`, `store-write` (sled against PostgreSQL; see
+//! store_write.rs), `typing` (the phone's replica typing offline),
 //! `storm` (N members open the app at once; see storm.rs), `idle` (memory
 //! per idle connection; see idle.rs) or `desk` (the web desk's page times
 //! for 50 members and 2,000 contributions; see desk.rs).
@@ -22,6 +23,7 @@ mod idle;
 mod rawclient;
 mod samod_client;
 mod start;
+mod store_write;
 mod storm;
 mod typing;
 mod wire;
@@ -234,6 +236,7 @@ fn main() -> anyhow::Result<()> {
         ["start"] => tokio_main(start::run()),
         ["populate", dir, n] => tokio_main(start::populate_command(dir, n)),
         ["store-load"] => start::store_load(),
+        ["store-write"] => store_write::run(),
         ["wire"] => tokio_main(wire::run()),
         ["typing"] => typing::run(),
         ["typing-raw"] => typing::raw(),
@@ -241,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         ["idle", rest @ ..] => tokio_main(idle::run(rest)),
         ["desk"] => tokio_main(desk::run()),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, typing, storm, idle or desk"
+            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, store-write, typing, storm, idle or desk"
         ),
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use klad_core::Role;
-use klad_core::store::{DocStore, SledStore};
 use klad_server::server::{EngineConfig, SERVER_FILE, ServerFile, open_engine_with};
+use klad_store::{DocStore, SledStore};
 
 use crate::{median, samod_client};
 

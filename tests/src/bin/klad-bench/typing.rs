@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use automerge::ActorId;
 use klad_client::replica::{Config, Disk, Replica};
-use klad_core::store::journal::JournalFile;
-use klad_core::store::{DocStore, Key, KvStore, SledStore, StoreError};
 use klad_core::*;
+use klad_store::journal::JournalFile;
+use klad_store::{DocStore, Key, KvStore, SledStore, StoreError};
 use klad_tests::automerge_paper_trace;
 
 const KEYSTROKES: usize = 20_000;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::kv::{Key, KvStore, StoreError};
+use crate::kv::{Key, KvStore, StoreError, decode_key, encode_key};
 
 /// A [`KvStore`] on a sled database in one directory.
 ///
@@ -212,34 +212,6 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Encodes a key as its components, each followed by a NUL byte.
-pub(crate) fn encode_key(key: &Key) -> Vec<u8> {
-    let parts = key.components();
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
-    for part in parts {
-        out.extend_from_slice(part.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-/// Decodes bytes written by [`encode_key`].
-pub(crate) fn decode_key(bytes: &[u8]) -> Result<Key, StoreError> {
-    let bad = || {
-        StoreError::Backend(format!(
-            "the database holds a key that Klad did not write ({:?})",
-            String::from_utf8_lossy(bytes)
-        ))
-    };
-    let body = bytes.strip_suffix(&[0]).ok_or_else(bad)?;
-    let parts = body
-        .split(|b| *b == 0)
-        .map(|p| std::str::from_utf8(p).map(str::to_owned))
-        .collect::<Result<Vec<String>, _>>()
-        .map_err(|_| bad())?;
-    Key::new(parts).map_err(|_| bad())
-}
-
 impl KvStore for SledStore {
     fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
@@ -339,169 +311,6 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.scan_keys(Some(&key(&["k"]))).unwrap().len(), 800);
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        for parts in [
-            &["a"][..],
-            &["doc", "incremental", "00ff"],
-            &["ä", "ß", "x y"],
-        ] {
-            let k = key(parts);
-            assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
-        }
-        assert_eq!(encode_key(&key(&["a", "b"])), b"a\0b\0");
-    }
-
-    #[test]
-    fn foreign_keys_are_reported_not_panicked_on() {
-        for bytes in [&b""[..], b"abc", b"a\0\0", b"\xff\0"] {
-            let err = decode_key(bytes).unwrap_err();
-            assert!(matches!(err, StoreError::Backend(_)), "{bytes:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn byte_order_equals_component_order() {
-        let mut keys = vec![
-            key(&["ab"]),
-            key(&["a", "b"]),
-            key(&["a"]),
-            key(&["a", "b", "c"]),
-            key(&["a", "bc"]),
-            key(&["a!"]),
-            key(&["b"]),
-            key(&["a", "a"]),
-            key(&["A"]),
-            key(&["é"]),
-        ];
-        keys.sort();
-        let mut by_bytes = keys.clone();
-        by_bytes.sort_by_key(encode_key);
-        assert_eq!(keys, by_bytes);
-        assert_eq!(keys[1], key(&["a"]));
-        assert_eq!(keys[2], key(&["a", "a"]));
-    }
-
-    #[test]
-    fn store_scans_are_exact_and_ordered() {
-        let s = SledStore::temporary().unwrap();
-        for (parts, v) in [
-            (&["ab", "x"][..], 1u8),
-            (&["a", "z"], 2),
-            (&["a"], 3),
-            (&["a", "b", "c"], 4),
-            (&["a", "b"], 5),
-            (&["a!"], 6),
-        ] {
-            s.put(&key(parts), &[v]).unwrap();
-        }
-        let got: Vec<(String, u8)> = s
-            .scan_prefix(&key(&["a"]))
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v[0]))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a".into(), 3),
-                ("a/b".into(), 5),
-                ("a/b/c".into(), 4),
-                ("a/z".into(), 2)
-            ]
-        );
-        let keys = s.scan_keys(Some(&key(&["a", "b"]))).unwrap();
-        assert_eq!(keys, vec![key(&["a", "b"]), key(&["a", "b", "c"])]);
-        let all = s.scan_keys(None).unwrap();
-        assert_eq!(all.len(), 6);
-        assert!(all.windows(2).all(|w| w[0] < w[1]));
-        assert!(s.scan_prefix(&key(&["nothing"])).unwrap().is_empty());
-    }
-
-    #[test]
-    fn store_get_put_delete() {
-        let s = SledStore::temporary().unwrap();
-        let k = key(&["doc", "x"]);
-        assert_eq!(s.get(&k).unwrap(), None);
-        s.put(&k, b"one").unwrap();
-        s.put(&k, b"two").unwrap();
-        assert_eq!(s.get(&k).unwrap().as_deref(), Some(&b"two"[..]));
-        s.delete(&k).unwrap();
-        s.delete(&k).unwrap();
-        assert_eq!(s.get(&k).unwrap(), None);
-    }
-
-    #[test]
-    fn store_batch_applies_puts_then_deletes() {
-        let s = SledStore::temporary().unwrap();
-        s.put(&key(&["d", "old1"]), b"1").unwrap();
-        s.put(&key(&["d", "old2"]), b"2").unwrap();
-        s.write_batch(
-            &[
-                (key(&["d", "new"]), b"n".to_vec()),
-                (key(&["d", "both"]), b"b".to_vec()),
-            ],
-            &[
-                key(&["d", "old1"]),
-                key(&["d", "both"]),
-                key(&["d", "absent"]),
-            ],
-        )
-        .unwrap();
-        let keys: Vec<String> = s
-            .scan_keys(Some(&key(&["d"])))
-            .unwrap()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(keys, vec!["d/new", "d/old2"]);
-        s.write_batch(&[], &[]).unwrap();
-    }
-
-    #[test]
-    fn store_batch_is_atomic_for_concurrent_scans() {
-        // A reader must see either all of the old keys or all of the new ones.
-        let s = SledStore::temporary().unwrap();
-        let old: Vec<Key> = (0..20)
-            .map(|i| key(&["d", &format!("old{i:02}")]))
-            .collect();
-        for k in &old {
-            s.put(k, b"x").unwrap();
-        }
-        let new: Vec<(Key, Vec<u8>)> = (0..20)
-            .map(|i| (key(&["d", &format!("new{i:02}")]), b"y".to_vec()))
-            .collect();
-        let reader = {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                for _ in 0..200 {
-                    let seen = s.scan_keys(Some(&key(&["d"]))).unwrap();
-                    let olds = seen.iter().filter(|k| k.components()[1].starts_with("old"));
-                    let n_old = olds.count();
-                    assert!(
-                        (n_old == 20 && seen.len() == 20) || (n_old == 0 && seen.len() == 20),
-                        "saw a half-applied batch: {} keys, {n_old} old",
-                        seen.len()
-                    );
-                }
-            })
-        };
-        s.write_batch(&new, &old).unwrap();
-        reader.join().unwrap();
-    }
-
-    #[test]
-    fn store_data_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = SledStore::open(dir.path()).unwrap();
-            s.put(&key(&["k"]), b"v").unwrap();
-        }
-        let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(s.get(&key(&["k"])).unwrap().as_deref(), Some(&b"v"[..]));
-        assert_eq!(s.path(), Some(dir.path()));
     }
 
     #[test]

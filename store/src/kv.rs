@@ -97,6 +97,46 @@ pub enum StoreError {
         /// What the database reported.
         detail: String,
     },
+    /// The address of a PostgreSQL database does not parse.
+    #[error(
+        "The PostgreSQL address is not valid ({detail}). Write it as postgres://user:password@host:port/database and try again."
+    )]
+    Address {
+        /// What is wrong with it (never the password).
+        detail: String,
+    },
+    /// A PostgreSQL database could not be reached, or refused the login.
+    #[error(
+        "Could not connect to the PostgreSQL database {address} ({detail}). Check that the database server runs and accepts connections at that address, that the database exists, and that the user name and password are right, then try again."
+    )]
+    Unreachable {
+        /// The address, without its password.
+        address: String,
+        /// What the driver or the database reported.
+        detail: String,
+    },
+    /// A PostgreSQL database refused or failed a read or write.
+    #[error(
+        "The PostgreSQL database {address} could not be read or written ({detail}). Check that the database server runs, that the user may read and write the store's tables and that its disk is not full, then try again."
+    )]
+    Database {
+        /// The address, without its password.
+        address: String,
+        /// What the driver or the database reported.
+        detail: String,
+    },
+    /// The store's tables were written by a Klad with another schema.
+    #[error(
+        "The PostgreSQL database {address} holds a Klad store in table {table} of schema version {found}, which this program does not know (it writes version 1). Run the klad-server version that wrote it, or use another database or table."
+    )]
+    Schema {
+        /// The address, without its password.
+        address: String,
+        /// The store's table.
+        table: String,
+        /// The version found (`none` when the version row is missing).
+        found: String,
+    },
     /// Stored bytes could not be decoded.
     #[error(
         "The stored copy of document {doc} is damaged ({detail}). Restore the data directory from a backup or sync the document again from the server."
@@ -107,6 +147,40 @@ pub enum StoreError {
         /// What was wrong with it.
         detail: String,
     },
+}
+
+/// Encodes a key as its components, each followed by a NUL byte: the
+/// byte order of encoded keys is [`Key`]'s component-wise order, because the
+/// terminator sorts below every other byte (`[a] < [a, b] < [ab]`), and the
+/// keys under a prefix are exactly those whose bytes start with the
+/// prefix's bytes. sled and PostgreSQL (`bytea`) store keys this way.
+#[cfg_attr(not(any(feature = "sled", feature = "postgres")), allow(dead_code))]
+pub(crate) fn encode_key(key: &Key) -> Vec<u8> {
+    let parts = key.components();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Decodes bytes written by [`encode_key`].
+#[cfg_attr(not(any(feature = "sled", feature = "postgres")), allow(dead_code))]
+pub(crate) fn decode_key(bytes: &[u8]) -> Result<Key, StoreError> {
+    let bad = || {
+        StoreError::Backend(format!(
+            "the database holds a key that Klad did not write ({:?})",
+            String::from_utf8_lossy(bytes)
+        ))
+    };
+    let body = bytes.strip_suffix(&[0]).ok_or_else(bad)?;
+    let parts = body
+        .split(|b| *b == 0)
+        .map(|p| std::str::from_utf8(p).map(str::to_owned))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|_| bad())?;
+    Key::new(parts).map_err(|_| bad())
 }
 
 /// A durable key/value store with prefix scans.
@@ -120,6 +194,12 @@ pub enum StoreError {
 ///
 /// Implementations are cheap to clone handles onto one shared store and are
 /// safe to use from several threads.
+///
+/// Backends: `SledStore` (embedded), `PgStore` (PostgreSQL, several server
+/// nodes), `MemStore` (tests). The same test suite runs on each
+/// (`store/tests/contract.rs`). A fenced batch (a batch that also checks a
+/// lease's fencing number in the same transaction, for several nodes) is to
+/// be a further method here; see `PgStore`'s `write_batch`.
 pub trait KvStore: Clone + Send + Sync + 'static {
     /// The value stored under `key`, if any.
     fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError>;
@@ -136,4 +216,56 @@ pub trait KvStore: Clone + Send + Sync + 'static {
     ///
     /// A key that is both put and deleted ends up deleted.
     fn write_batch(&self, puts: &[(Key, Vec<u8>)], deletes: &[Key]) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(parts: &[&str]) -> Key {
+        Key::new(parts.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        for parts in [
+            &["a"][..],
+            &["doc", "incremental", "00ff"],
+            &["ä", "ß", "x y"],
+        ] {
+            let k = key(parts);
+            assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        }
+        assert_eq!(encode_key(&key(&["a", "b"])), b"a\0b\0");
+    }
+
+    #[test]
+    fn foreign_keys_are_reported_not_panicked_on() {
+        for bytes in [&b""[..], b"abc", b"a\0\0", b"\xff\0"] {
+            let err = decode_key(bytes).unwrap_err();
+            assert!(matches!(err, StoreError::Backend(_)), "{bytes:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn byte_order_equals_component_order() {
+        let mut keys = vec![
+            key(&["ab"]),
+            key(&["a", "b"]),
+            key(&["a"]),
+            key(&["a", "b", "c"]),
+            key(&["a", "bc"]),
+            key(&["a!"]),
+            key(&["b"]),
+            key(&["a", "a"]),
+            key(&["A"]),
+            key(&["é"]),
+        ];
+        keys.sort();
+        let mut by_bytes = keys.clone();
+        by_bytes.sort_by_key(encode_key);
+        assert_eq!(keys, by_bytes);
+        assert_eq!(keys[1], key(&["a"]));
+        assert_eq!(keys[2], key(&["a", "a"]));
+    }
 }

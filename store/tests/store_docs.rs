@@ -1,10 +1,12 @@
 //! Klad documents kept in the sled store: saved incrementally after every
 //! operation, compacted, reopened, and read back into identical views.
 
+// The domain fixtures of klad-core's own tests (one home for them).
+#[path = "../../core/tests/common/mod.rs"]
 mod common;
 use common::*;
-use klad_core::store::{DocStore, SledStore};
 use klad_core::*;
+use klad_store::{DocStore, SledStore};
 
 fn save_all(
     store: &DocStore<SledStore>,

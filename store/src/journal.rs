@@ -19,7 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use crate::StoreError;
 
 /// One record, framed for appending.
 pub fn encode(payload: &[u8]) -> Vec<u8> {

@@ -38,10 +38,10 @@ use std::thread::JoinHandle;
 use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use sha2::{Digest, Sha256};
 
-use super::kv::{Key, KvStore, StoreError};
+use crate::kv::{Key, KvStore, StoreError};
 #[cfg(test)]
-use crate::chunks::COMPRESSED_CHANGE;
-use crate::chunks::check_chunks;
+use klad_core::chunks::COMPRESSED_CHANGE;
+use klad_core::chunks::check_chunks;
 
 /// The second key component of incremental chunks (samod's name).
 pub const INCREMENTAL: &str = "incremental";
@@ -494,7 +494,7 @@ fn compact_doc<S: KvStore>(kv: &S, shared: &Shared, doc_id: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemStore;
+    use crate::MemStore;
     use automerge::transaction::Transactable;
     use automerge::{ObjType, ROOT, ScalarValue, Value as AmValue};
 
@@ -696,7 +696,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut doc = Automerge::new();
         {
-            let store = DocStore::new(crate::store::SledStore::open(dir.path()).unwrap());
+            let store = DocStore::new(crate::SledStore::open(dir.path()).unwrap());
             let mut heads = vec![];
             for n in 0..5 {
                 append(&mut doc, n);
@@ -706,7 +706,7 @@ mod tests {
             append(&mut doc, 5);
             store.save_incremental(DOC, &doc, &heads).unwrap();
         }
-        let store = DocStore::new(crate::store::SledStore::open(dir.path()).unwrap());
+        let store = DocStore::new(crate::SledStore::open(dir.path()).unwrap());
         assert_eq!(store.chunk_count(DOC).unwrap(), 2);
         let loaded = store.load(DOC).unwrap().unwrap();
         assert_eq!(items(&loaded), vec![0, 1, 2, 3, 4, 5]);
@@ -1022,6 +1022,6 @@ mod tests {
     fn store_doc_store_can_be_shared_between_threads() {
         fn shareable<T: Send + Sync>() {}
         shareable::<DocStore<MemStore>>();
-        shareable::<DocStore<crate::store::SledStore>>();
+        shareable::<DocStore<crate::SledStore>>();
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT, ReadDoc, ScalarValue, Value};
-use klad_core::store::{DocStore, SledStore};
+use klad_store::{DocStore, SledStore};
 
 const CHILD_TEST: &str = "store_crash_child_writer";
 const DIR_ENV: &str = "KLAD_CRASH_DIR";

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::kv::{Key, KvStore, StoreError};
+use crate::kv::{Key, KvStore, StoreError};
 
 /// A [`KvStore`] kept in memory: nothing survives the process.
 ///
@@ -87,36 +87,5 @@ impl KvStore for MemStore {
             map.remove(k);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(parts: &[&str]) -> Key {
-        Key::new(parts.iter().copied()).unwrap()
-    }
-
-    #[test]
-    fn store_mem_scans_are_exact_and_ordered() {
-        let s = MemStore::new();
-        for parts in [&["ab"][..], &["a", "z"], &["a"], &["a", "b", "c"], &["a!"]] {
-            s.put(&key(parts), b"x").unwrap();
-        }
-        let under_a: Vec<String> = s
-            .scan_prefix(&key(&["a"]))
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k.to_string())
-            .collect();
-        assert_eq!(under_a, vec!["a", "a/b/c", "a/z"]);
-        assert_eq!(s.scan_keys(None).unwrap().len(), 5);
-        s.write_batch(
-            &[(key(&["a", "n"]), b"y".to_vec())],
-            &[key(&["a"]), key(&["a", "n"])],
-        )
-        .unwrap();
-        assert_eq!(s.scan_keys(Some(&key(&["a"]))).unwrap().len(), 2);
     }
 }

@@ -1,0 +1,517 @@
+//! The `KvStore` contract, one suite run on every backend: sled, memory and
+//! PostgreSQL. Each test is a function over a [`Backend`]; `backend_suite!`
+//! makes one `#[test]` per (backend, test).
+//!
+//! PostgreSQL tests connect to `KLAD_TEST_POSTGRES` (start one with
+//! `eval "$(bash scripts/postgres.sh)"`), each in a table of its own that is
+//! dropped afterwards, so they run in parallel. Without it they fail under
+//! CI (`CI` set) and are skipped with a loud note elsewhere.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjType, ROOT, ReadDoc};
+use klad_store::{DocStore, Key, KvStore, MemStore, PgStore, SledStore};
+
+/// A fresh, empty store of one backend, and how to open it again.
+trait Backend: Sized {
+    type Store: KvStore;
+    /// A new empty store; `None` when the backend is not available here
+    /// (PostgreSQL without `KLAD_TEST_POSTGRES`, outside CI).
+    fn fresh() -> Option<Self>;
+    fn store(&self) -> &Self::Store;
+    /// Drops every handle and opens the same store again, as after a restart.
+    fn reopen(self) -> Self;
+}
+
+struct Sled {
+    dir: tempfile::TempDir,
+    store: SledStore,
+}
+
+impl Backend for Sled {
+    type Store = SledStore;
+    fn fresh() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        Some(Sled { dir, store })
+    }
+    fn store(&self) -> &SledStore {
+        &self.store
+    }
+    fn reopen(self) -> Self {
+        let Sled { dir, store } = self;
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        Sled { dir, store }
+    }
+}
+
+struct Mem(MemStore);
+
+impl Backend for Mem {
+    type Store = MemStore;
+    fn fresh() -> Option<Self> {
+        Some(Mem(MemStore::new()))
+    }
+    fn store(&self) -> &MemStore {
+        &self.0
+    }
+    /// Memory survives no restart; the "reopened" store is the same map,
+    /// so the reopen tests check only the other backends' persistence.
+    fn reopen(self) -> Self {
+        self
+    }
+}
+
+/// A PostgreSQL store in a table of its own, dropped when the test ends.
+struct Pg {
+    url: String,
+    store: Option<PgStore>,
+}
+
+/// The test database, or `None` (with a note) when there is none and this
+/// is not CI.
+fn postgres_url() -> Option<String> {
+    match std::env::var("KLAD_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "KLAD_TEST_POSTGRES is not set, so the PostgreSQL store cannot be tested. Start PostgreSQL and set it with `eval \"$(bash scripts/postgres.sh)\"` (scripts/test.sh does this), then run the tests again."
+        ),
+        _ => {
+            eprintln!(
+                "\n*** NOTE: KLAD_TEST_POSTGRES is not set: this PostgreSQL store test was SKIPPED. Run `eval \"$(bash scripts/postgres.sh)\"` first to test PostgreSQL too. ***\n"
+            );
+            None
+        }
+    }
+}
+
+fn unique_table() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "klad_test_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+impl Backend for Pg {
+    type Store = PgStore;
+    fn fresh() -> Option<Self> {
+        let url = postgres_url()?;
+        let store = PgStore::open_with_table(&url, &unique_table()).unwrap();
+        Some(Pg {
+            url,
+            store: Some(store),
+        })
+    }
+    fn store(&self) -> &PgStore {
+        self.store.as_ref().unwrap()
+    }
+    fn reopen(mut self) -> Self {
+        let table = self.store().table().to_owned();
+        drop(self.store.take());
+        self.store = Some(PgStore::open_with_table(&self.url, &table).unwrap());
+        self
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.drop_tables()
+        {
+            eprintln!("could not drop a test table: {e}");
+        }
+    }
+}
+
+fn key(parts: &[&str]) -> Key {
+    Key::new(parts.iter().copied()).unwrap()
+}
+
+fn names(keys: &[Key]) -> Vec<String> {
+    keys.iter().map(ToString::to_string).collect()
+}
+
+// ---- the contract ----
+
+fn get_put_delete<B: Backend>(b: B) {
+    let s = b.store();
+    let k = key(&["doc", "x"]);
+    assert_eq!(s.get(&k).unwrap(), None);
+    s.put(&k, b"one").unwrap();
+    s.put(&k, b"two").unwrap();
+    assert_eq!(s.get(&k).unwrap().as_deref(), Some(&b"two"[..]));
+    s.put(&k, b"").unwrap();
+    assert_eq!(s.get(&k).unwrap().as_deref(), Some(&b""[..]));
+    s.delete(&k).unwrap();
+    s.delete(&k).unwrap();
+    assert_eq!(s.get(&k).unwrap(), None);
+}
+
+fn scans_are_exact_and_in_component_order<B: Backend>(b: B) {
+    let s = b.store();
+    for (parts, v) in [
+        (&["ab", "x"][..], 1u8),
+        (&["a", "z"], 2),
+        (&["a"], 3),
+        (&["a", "b", "c"], 4),
+        (&["a", "b"], 5),
+        (&["a!"], 6),
+        (&["a", "\u{1}"], 7),
+        (&["a\u{1}"], 8),
+        (&["a", "é"], 9),
+        (&["A"], 10),
+    ] {
+        s.put(&key(parts), &[v]).unwrap();
+    }
+    let got: Vec<(String, u8)> = s
+        .scan_prefix(&key(&["a"]))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v[0]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), 3),
+            ("a/\u{1}".into(), 7),
+            ("a/b".into(), 5),
+            ("a/b/c".into(), 4),
+            ("a/z".into(), 2),
+            ("a/é".into(), 9),
+        ]
+    );
+    let keys = s.scan_keys(Some(&key(&["a", "b"]))).unwrap();
+    assert_eq!(keys, vec![key(&["a", "b"]), key(&["a", "b", "c"])]);
+    let all = s.scan_keys(None).unwrap();
+    assert_eq!(all.len(), 10);
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "all keys in component-wise order");
+    assert_eq!(all[1], key(&["a"]), "[a] < [a, ...] < [a!]: {all:?}");
+    assert!(s.scan_prefix(&key(&["nothing"])).unwrap().is_empty());
+    assert!(
+        s.scan_keys(Some(&key(&["a", "b", "c", "d"])))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn batch_applies_puts_then_deletes<B: Backend>(b: B) {
+    let s = b.store();
+    s.put(&key(&["d", "old1"]), b"1").unwrap();
+    s.put(&key(&["d", "old2"]), b"2").unwrap();
+    s.write_batch(
+        &[
+            (key(&["d", "new"]), b"n".to_vec()),
+            (key(&["d", "both"]), b"b".to_vec()),
+            (key(&["d", "old2"]), b"22".to_vec()),
+        ],
+        &[
+            key(&["d", "old1"]),
+            key(&["d", "both"]),
+            key(&["d", "absent"]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&s.scan_keys(Some(&key(&["d"]))).unwrap()),
+        vec!["d/new", "d/old2"]
+    );
+    assert_eq!(
+        s.get(&key(&["d", "old2"])).unwrap().as_deref(),
+        Some(&b"22"[..])
+    );
+    s.write_batch(&[], &[]).unwrap();
+    // The same key twice in one batch: the later value wins.
+    s.write_batch(
+        &[
+            (key(&["d", "twice"]), b"1".to_vec()),
+            (key(&["d", "twice"]), b"2".to_vec()),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        s.get(&key(&["d", "twice"])).unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+}
+
+fn batch_is_atomic_for_concurrent_scans<B: Backend>(b: B) {
+    // A reader sees either all of the old keys or all of the new ones.
+    let s = b.store().clone();
+    let old: Vec<Key> = (0..20)
+        .map(|i| key(&["d", &format!("old{i:02}")]))
+        .collect();
+    s.write_batch(
+        &old.iter()
+            .map(|k| (k.clone(), b"x".to_vec()))
+            .collect::<Vec<_>>(),
+        &[],
+    )
+    .unwrap();
+    let new: Vec<(Key, Vec<u8>)> = (0..20)
+        .map(|i| (key(&["d", &format!("new{i:02}")]), b"y".to_vec()))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let s = s.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut scans = 0;
+            while !stop.load(Ordering::SeqCst) || scans < 20 {
+                let seen = s.scan_prefix(&key(&["d"])).unwrap();
+                let n_old = seen
+                    .iter()
+                    .filter(|(k, _)| k.components()[1].starts_with("old"))
+                    .count();
+                assert!(
+                    seen.len() == 20 && (n_old == 20 || n_old == 0),
+                    "saw a half-applied batch: {} keys, {n_old} old",
+                    seen.len()
+                );
+                scans += 1;
+            }
+        })
+    };
+    // Back and forth, so the reader has many batches to catch halfway.
+    for round in 0..10 {
+        if round % 2 == 0 {
+            s.write_batch(&new, &old).unwrap();
+        } else {
+            let back: Vec<(Key, Vec<u8>)> =
+                old.iter().map(|k| (k.clone(), b"x".to_vec())).collect();
+            let gone: Vec<Key> = new.iter().map(|(k, _)| k.clone()).collect();
+            s.write_batch(&back, &gone).unwrap();
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+}
+
+fn concurrent_writers_lose_nothing<B: Backend>(b: B) {
+    let b = {
+        let s = b.store().clone();
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        let k = key(&["k", &format!("{t}-{i:03}")]);
+                        if i % 2 == 0 {
+                            s.put(&k, b"v").unwrap();
+                        } else {
+                            s.write_batch(&[(k, b"w".to_vec())], &[]).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(s);
+        b.reopen()
+    };
+    assert_eq!(b.store().scan_keys(Some(&key(&["k"]))).unwrap().len(), 240);
+}
+
+fn writes_survive_reopen<B: Backend>(b: B) {
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    b.store().put(&key(&["k"]), b"v").unwrap();
+    b.store().put(&key(&["gone"]), b"v").unwrap();
+    b.store().put(&key(&["big"]), &big).unwrap();
+    b.store()
+        .write_batch(&[(key(&["b", "1"]), b"1".to_vec())], &[key(&["gone"])])
+        .unwrap();
+    let b = b.reopen();
+    let s = b.store();
+    assert_eq!(s.get(&key(&["k"])).unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(s.get(&key(&["big"])).unwrap(), Some(big));
+    assert_eq!(s.get(&key(&["gone"])).unwrap(), None);
+    assert_eq!(names(&s.scan_keys(None).unwrap()), vec!["b/1", "big", "k"]);
+}
+
+/// Appends `n` to the list `items` in one change.
+fn append(doc: &mut Automerge, n: i64) {
+    let mut tx = doc.transaction();
+    let list = match tx.get(ROOT, "items").unwrap() {
+        Some((automerge::Value::Object(ObjType::List), id)) => id,
+        _ => tx.put_object(ROOT, "items", ObjType::List).unwrap(),
+    };
+    let len = tx.length(&list);
+    tx.insert(&list, len, n).unwrap();
+    tx.commit();
+}
+
+fn items(doc: &Automerge) -> Vec<i64> {
+    let Some((_, list)) = doc.get(ROOT, "items").unwrap() else {
+        return vec![];
+    };
+    (0..doc.length(&list))
+        .map(|i| match doc.get(&list, i).unwrap() {
+            Some((automerge::Value::Scalar(v), _)) => match v.as_ref() {
+                automerge::ScalarValue::Int(n) => *n,
+                other => panic!("not an int: {other:?}"),
+            },
+            other => panic!("not a scalar: {other:?}"),
+        })
+        .collect()
+}
+
+fn documents_are_kept_and_compacted<B: Backend>(b: B) {
+    const DOC: &str = "4NMNnkMhL8jXrdJ9jamS58PAVdXu";
+    let mut doc = Automerge::new();
+    let b = {
+        let store = DocStore::new(b.store().clone());
+        let mut heads = vec![];
+        for n in 0..12 {
+            append(&mut doc, n);
+            heads = store.save_incremental(DOC, &doc, &heads).unwrap();
+        }
+        assert_eq!(store.chunk_count(DOC).unwrap(), 12);
+        store.compact(DOC).unwrap();
+        assert_eq!(store.chunk_count(DOC).unwrap(), 1);
+        append(&mut doc, 12);
+        store.save_incremental(DOC, &doc, &heads).unwrap();
+        store.save_incremental("other-doc", &doc, &[]).unwrap();
+        drop(store);
+        b.reopen()
+    };
+    let store = DocStore::new(b.store().clone());
+    assert_eq!(store.list_documents().unwrap(), vec![DOC, "other-doc"]);
+    assert_eq!(store.chunk_count(DOC).unwrap(), 2);
+    let loaded = store.load(DOC).unwrap().unwrap();
+    assert_eq!(items(&loaded), (0..13).collect::<Vec<_>>());
+    assert_eq!(loaded.get_heads(), doc.get_heads());
+    store.delete_document(DOC).unwrap();
+    assert!(store.load(DOC).unwrap().is_none());
+    // A damaged value is reported, whatever the backend.
+    let k = Key::new(["other-doc", klad_store::INCREMENTAL, "junk"]).unwrap();
+    store.kv().put(&k, b"not automerge").unwrap();
+    let err = store.load("other-doc").unwrap_err();
+    assert!(err.to_string().contains("other-doc"), "{err}");
+}
+
+macro_rules! backend_suite {
+    ($($backend:ident: $ty:ty),* $(,)?) => {
+        $(
+            mod $backend {
+                use super::*;
+                backend_suite!(@tests $ty;
+                    get_put_delete,
+                    scans_are_exact_and_in_component_order,
+                    batch_applies_puts_then_deletes,
+                    batch_is_atomic_for_concurrent_scans,
+                    concurrent_writers_lose_nothing,
+                    writes_survive_reopen,
+                    documents_are_kept_and_compacted,
+                );
+            }
+        )*
+    };
+    (@tests $ty:ty; $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                if let Some(b) = <$ty as Backend>::fresh() {
+                    super::$test(b);
+                }
+            }
+        )*
+    };
+}
+
+backend_suite!(sled: Sled, mem: Mem, postgres: Pg);
+
+/// What only the PostgreSQL backend has: several nodes on one table, and
+/// the schema version row.
+mod postgres_only {
+    use super::*;
+
+    #[test]
+    fn two_nodes_on_one_table_see_each_others_writes() {
+        let Some(url) = postgres_url() else { return };
+        let table = unique_table();
+        let a = PgStore::open_with_table(&url, &table).unwrap();
+        let b = PgStore::open_with_table(&url, &table).unwrap();
+        a.write_batch(&[(key(&["p", "1"]), b"a".to_vec())], &[])
+            .unwrap();
+        assert_eq!(
+            b.get(&key(&["p", "1"])).unwrap().as_deref(),
+            Some(&b"a"[..])
+        );
+        b.write_batch(&[(key(&["p", "2"]), b"b".to_vec())], &[key(&["p", "1"])])
+            .unwrap();
+        assert_eq!(
+            names(&a.scan_keys(Some(&key(&["p"]))).unwrap()),
+            vec!["p/2"]
+        );
+        drop(b);
+        a.drop_tables().unwrap();
+    }
+
+    #[test]
+    fn a_store_of_another_schema_version_is_refused() {
+        let Some(url) = postgres_url() else { return };
+        let table = unique_table();
+        let store = PgStore::open_with_table(&url, &table).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .execute(
+                    &format!("UPDATE {table}_meta SET value = '99' WHERE name = 'schema_version'"),
+                    &[],
+                )
+                .await
+                .unwrap();
+        });
+        let err = PgStore::open_with_table(&url, &table).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, klad_store::StoreError::Schema { .. }),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains("schema version 99") && msg.ends_with('.'),
+            "{msg}"
+        );
+        assert!(!msg.contains(":klad@"), "no password in {msg}");
+        store.drop_tables().unwrap();
+    }
+
+    #[test]
+    fn a_missing_database_is_a_sentence_naming_it() {
+        let Some(url) = postgres_url() else { return };
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let mut wrong = url.clone();
+        let db = config.get_dbname().unwrap();
+        wrong.truncate(wrong.rfind(db).unwrap());
+        wrong.push_str("klad_no_such_database");
+        let err = PgStore::open(&wrong).unwrap_err();
+        assert!(
+            matches!(err, klad_store::StoreError::Unreachable { .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("klad_no_such_database") && msg.contains("database exists"),
+            "{msg}"
+        );
+    }
+}

@@ -297,6 +297,15 @@ impl Backend for ServerDesk {
             } => session
                 .comment(now, article, *start, *end, text)
                 .map(|_| ()),
+            Act::Suggest {
+                article,
+                start,
+                end,
+                replacement,
+                text,
+            } => session
+                .suggest(now, article, *start, *end, replacement, text)
+                .map(|_| ()),
             Act::OnBehalf { person, what } => session
                 .enter_on_behalf(now, person, what.clone())
                 .map(|_| ()),
@@ -409,6 +418,27 @@ impl Backend for ServerDesk {
             .map_err(store_error)?
             .map(|_| ())
             .map_err(desk_error)
+    }
+
+    async fn name_version(
+        &self,
+        process: &ProcessId,
+        by: &MemberId,
+        name: &str,
+    ) -> Result<(), DeskError> {
+        // The version is what the server has stored now.
+        let version = self.process_docs(process).await?.version();
+        let facilitation = self.facilitation.clone();
+        let (pid, by, name) = (process.clone(), by.clone(), name.to_owned());
+        tokio::spawn(async move {
+            facilitation
+                .name_version(&pid, Some(&by), &name, &version)
+                .await
+        })
+        .await
+        .map_err(store_error)?
+        .map(|_| ())
+        .map_err(desk_error)
     }
 
     fn last_seen(&self, process: &ProcessId) -> LastSeen {

@@ -871,6 +871,24 @@ impl Facilitation {
         Ok(info)
     }
 
+    /// Names `version` of the process's text and contributions ("Concept
+    /// voor inspraak"), as the facilitator `by`; returns the new name's id.
+    pub async fn name_version(
+        &self,
+        pid: &ProcessId,
+        by: Option<&MemberId>,
+        name: &str,
+        version: &klad_core::Version,
+    ) -> Result<String, FacilitationError> {
+        let _serialised = self.serial.lock().await;
+        let (lease, doc) = self.open(pid).await?;
+        let mut pd = ProcessDoc::from_automerge(doc.clone())?;
+        let id = pd.name_version(now_ms(), by, name, version)?;
+        self.commit_process(&lease, &doc, &pd).await?;
+        tracing::info!(process = %pid, version = %id, by = %By(by), "version named");
+        Ok(id)
+    }
+
     /// Records `actor` (hex Automerge actor id) as a device of `member`, with
     /// the device's Ed25519 public key if it has one, so that blame and
     /// history attribute that device's changes to them and its signatures

@@ -128,6 +128,19 @@ pub enum Act {
         /// What they say.
         text: String,
     },
+    /// New wording for a passage of an article, with why.
+    Suggest {
+        /// The article.
+        article: klad_core::ArticleId,
+        /// First character of the passage.
+        start: usize,
+        /// End of the passage (exclusive).
+        end: usize,
+        /// The proposed wording.
+        replacement: String,
+        /// Why.
+        text: String,
+    },
     /// A letter or spoken contribution a facilitator enters for a person
     /// without a phone (shown as entered on their behalf).
     OnBehalf {
@@ -233,6 +246,14 @@ pub trait Backend: Send + Sync + 'static {
         process: &ProcessId,
         by: &MemberId,
         phase: Phase,
+    ) -> impl Future<Output = Result<(), DeskError>> + Send;
+
+    /// Names the process's current version (facilitators), as `by`.
+    fn name_version(
+        &self,
+        process: &ProcessId,
+        by: &MemberId,
+        name: &str,
     ) -> impl Future<Output = Result<(), DeskError>> + Send;
 
     /// When the members of `process` last synced.

@@ -27,6 +27,7 @@ use crate::{Desk, MOUNT};
 
 mod checkin;
 mod export;
+mod versions;
 
 /// The cookie that keeps the language of someone not signed in.
 const LANG_COOKIE: &str = "klad_lang";
@@ -52,6 +53,10 @@ pub(crate) fn routes<B: Backend>(desk: Arc<Desk<B>>) -> Router {
             "/desk/articles/{id}/text",
             axum::routing::post(edit_text::<B>),
         )
+        .route(
+            "/desk/articles/{id}/comment",
+            axum::routing::post(comment::<B>),
+        )
         .route("/desk/inbox", get(inbox::<B>))
         .route(
             "/desk/threads/{id}/answer",
@@ -68,6 +73,13 @@ pub(crate) fn routes<B: Backend>(desk: Arc<Desk<B>>) -> Router {
         .route(
             "/desk/letters",
             get(checkin::letters::<B>).post(checkin::letter::<B>),
+        )
+        .route("/desk/versions", get(versions::versions::<B>))
+        .route("/desk/versions/text", get(versions::version_text::<B>))
+        .route("/desk/versions/diff", get(versions::version_diff::<B>))
+        .route(
+            "/desk/versions/name",
+            axum::routing::post(versions::name_version::<B>),
         )
         .route("/desk/export", get(export::export_page::<B>))
         .route("/desk/export/{file}", get(export::export::<B>))
@@ -483,6 +495,13 @@ struct ArticlePage<'a> {
     may_reply: bool,
     may_edit: bool,
     may_hide: bool,
+    may_comment: bool,
+    may_suggest: bool,
+    /// What the comment form held when it was refused, and why.
+    comment_problem: Option<String>,
+    comment_passage: String,
+    comment_text: String,
+    comment_wording: String,
     /// The text was just stored.
     edited: bool,
     /// The thread whose answer or reply was just stored.
@@ -995,6 +1014,8 @@ async fn articles<B: Backend>(State(desk): State<Arc<Desk<B>>>, headers: HeaderM
 struct ArticleQuery {
     saved: Option<String>,
     edited: Option<String>,
+    /// Why the comment form was refused (shown above it).
+    problem: Option<String>,
 }
 
 async fn article<B: Backend>(
@@ -1029,6 +1050,7 @@ async fn article<B: Backend>(
     let may_do = |action: Action| role.is_some_and(|r| may(r, info.phase, action).is_ok());
     let query = query.ok().map(|q| q.0);
     let edited = query.as_ref().is_some_and(|q| q.edited.is_some());
+    let comment_problem = query.as_ref().and_then(|q| q.problem.clone());
     let saved = query
         .and_then(|q| q.saved)
         .filter(|s| threads.iter().any(|t| t.thread.id.as_str() == s));
@@ -1046,6 +1068,12 @@ async fn article<B: Backend>(
         may_reply: may_do(Action::Reply),
         may_edit: may_do(Action::EditText),
         may_hide: may_do(Action::Hide),
+        may_comment: may_do(Action::Comment),
+        may_suggest: may_do(Action::Suggest),
+        comment_problem,
+        comment_passage: String::new(),
+        comment_text: String::new(),
+        comment_wording: String::new(),
         edited,
         saved,
         statuses: AnswerStatus::ALL
@@ -1219,6 +1247,96 @@ async fn unhide<B: Backend>(
     form: Result<Form<ModerationForm>, FormRejection>,
 ) -> Response {
     moderate(&desk, thread, &headers, form, false).await
+}
+
+#[derive(Deserialize)]
+struct CommentForm {
+    csrf: String,
+    #[serde(default)]
+    passage: String,
+    #[serde(default)]
+    text: String,
+    /// `suggestion` (the button that proposes `wording`) or `comment`.
+    #[serde(default)]
+    kind: String,
+    /// For a suggestion: the wording proposed for the passage.
+    #[serde(default)]
+    wording: String,
+}
+
+/// A comment or a suggestion on words of the article, which the person
+/// copies from the text (no script is needed to point at them).
+async fn comment<B: Backend>(
+    State(desk): State<Arc<Desk<B>>>,
+    Path(article): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CommentForm>, FormRejection>,
+) -> Response {
+    let lang = anonymous_lang(&headers);
+    let Form(form) = match form {
+        Ok(f) => f,
+        Err(e) => return form_problem(&desk, lang, &e),
+    };
+    let me = match desk.checked_post(&headers, &form.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let (me, docs, _) = match desk.signed_in(&headers).await {
+        Ok((_, docs, info)) => (me, docs, info),
+        Err(r) => return r,
+    };
+    let t = desk.catalogue.tr(me.lang);
+    let Some(view) = views::articles(&docs)
+        .into_iter()
+        .find(|a| a.id.as_str() == article)
+    else {
+        return desk.error_page(me.lang, StatusCode::NOT_FOUND, &t.get("article-missing"));
+    };
+    let refused = |sentence: String| {
+        let query = format!("/desk/articles/{article}?problem={}", urlencode(&sentence));
+        Redirect::to(&query).into_response()
+    };
+    let Some((start, end)) = checkin::find_passage(&view.body, &form.passage) else {
+        return refused(t.get("letter-passage-missing"));
+    };
+    let act = match form.kind.as_str() {
+        "suggestion" => Act::Suggest {
+            article: view.id.clone(),
+            start,
+            end,
+            replacement: form.wording,
+            text: form.text,
+        },
+        _ => Act::Comment {
+            article: view.id.clone(),
+            start,
+            end,
+            text: form.text,
+        },
+    };
+    match desk
+        .backend
+        .act(&me.session.process, &me.session.member, act)
+        .await
+    {
+        Ok(()) => Redirect::to(&format!("/desk/articles/{article}?edited=1")).into_response(),
+        Err(DeskError::Core(e)) if matches!(e, klad_core::Error::InvalidInput(_)) => {
+            refused(e.message(me.lang))
+        }
+        Err(e) => desk.desk_error(me.lang, &e),
+    }
+}
+
+/// `text` with everything but unreserved characters percent-encoded.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn answer<B: Backend>(

@@ -105,6 +105,9 @@ fn every_message_fills_in_completely() {
                 ("was", "oud"),
                 ("now", "nieuw"),
                 ("wording", "voorstel"),
+                ("from", "toen"),
+                ("to", "nu"),
+                ("label", "Artikel 2"),
             ];
             for n in [0, 1, 7] {
                 let text = t.fill(&id, &strings, Some(n));

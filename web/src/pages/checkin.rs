@@ -326,7 +326,7 @@ pub(super) struct LetterForm {
 
 /// Where `passage` is in `body`, in characters (the whole body when the
 /// passage is left empty).
-fn find_passage(body: &str, passage: &str) -> Option<(usize, usize)> {
+pub(super) fn find_passage(body: &str, passage: &str) -> Option<(usize, usize)> {
     let passage = passage.trim();
     if passage.is_empty() {
         let len = body.chars().count();

@@ -471,6 +471,9 @@ test('a person reads the desk in English after choosing it', async () => {
   await accessible(page, 'the inbox in English');
   await page.goto(`${base}/desk`);
   await page.getByText('Signed in as Olga de Vries').waitFor();
+  await page.getByRole('link', { name: 'Articles', exact: true }).click();
+  await page.getByRole('heading', { name: 'Articles', level: 1 }).waitFor();
+  await accessible(page, 'the list of articles');
 });
 
 test('signing out ends the session; the old cookie no longer signs anyone in', async () => {

@@ -155,14 +155,7 @@ impl Ctx<'_> {
 }
 
 fn lang_cookie(headers: &HeaderMap) -> Option<Lang> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == LANG_COOKIE)
-        .and_then(|(_, v)| Lang::parse(v))
+    session::cookie_named(headers, LANG_COOKIE).and_then(|v| Lang::parse(&v))
 }
 
 /// The language of someone not signed in: their choice on this browser,
@@ -295,6 +288,21 @@ impl<B: Backend> Desk<B> {
         Ok(me)
     }
 
+    /// A form post of a signed-in member, checked ([`Self::checked_post`]):
+    /// the member and the form, or the page to show instead.
+    async fn posted<T: HasCsrf>(
+        &self,
+        headers: &HeaderMap,
+        form: Result<Form<T>, FormRejection>,
+    ) -> Result<(Me, T), Response> {
+        let form = match form {
+            Ok(Form(f)) => f,
+            Err(e) => return Err(form_problem(self, anonymous_lang(headers), &e)),
+        };
+        let me = self.checked_post(headers, form.csrf()).await?;
+        Ok((me, form))
+    }
+
     /// The signed-in member and their process's documents, or the page to
     /// show instead (sign in first; the documents could not be read).
     async fn signed_in(
@@ -359,6 +367,24 @@ fn render<T: Template>(status: StatusCode, page: &T) -> Response {
         }
     }
 }
+
+/// A form that carries the session's form secret.
+pub(crate) trait HasCsrf: serde::de::DeserializeOwned + Send {
+    /// The secret as posted.
+    fn csrf(&self) -> &str;
+}
+
+/// Forms whose secret is their `csrf` field.
+macro_rules! has_csrf {
+    ($($form:ty),* $(,)?) => {
+        $(impl HasCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
+}
+pub(crate) use has_csrf;
 
 fn form_problem<B: Backend>(desk: &Desk<B>, lang: Lang, e: &FormRejection) -> Response {
     let t = desk.catalogue.tr(lang);
@@ -869,13 +895,8 @@ async fn sign_out<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, _) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     if let Err(e) = desk.backend.delete_session(&me.sid).await {
@@ -1168,13 +1189,8 @@ async fn edit_text<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<TextForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     // Browsers send line ends as CRLF; the text keeps LF.
@@ -1207,13 +1223,8 @@ async fn moderate<B: Backend>(
     form: Result<Form<ModerationForm>, FormRejection>,
     hide: bool,
 ) -> Response {
-    let lang = anonymous_lang(headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(desk, lang, &e),
-    };
-    let me = match desk.checked_post(headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let target = ContributionId(thread.clone());
@@ -1272,13 +1283,8 @@ async fn comment<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<CommentForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let (me, docs, _) = match desk.signed_in(&headers).await {
@@ -1345,13 +1351,8 @@ async fn answer<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<AnswerForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let t = desk.catalogue.tr(me.lang);
@@ -1376,13 +1377,8 @@ async fn reply<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<ReplyForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let act = Act::Reply {
@@ -1440,13 +1436,8 @@ async fn invite<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<InviteForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let (me, _docs, info) = match desk.signed_in(&headers).await {
@@ -1504,6 +1495,16 @@ async fn invite<B: Backend>(
         Err(e) => desk.desk_error(me.lang, &e),
     }
 }
+
+has_csrf!(
+    CsrfForm,
+    InviteForm,
+    AnswerForm,
+    ReplyForm,
+    TextForm,
+    ModerationForm,
+    CommentForm,
+);
 
 #[cfg(test)]
 mod tests {

@@ -35,16 +35,21 @@ pub fn storage_id(cookie: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The desk's session cookie in a request, if any.
-pub fn cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `name` in a request, if any.
+pub fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().to_owned())
+}
+
+/// The desk's session cookie in a request, if any.
+pub fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
         .filter(|v| v.len() == 128 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

@@ -216,13 +216,8 @@ pub(super) async fn checkin_done<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, _) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match desk
@@ -247,13 +242,8 @@ pub(super) async fn phase<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<PhaseForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(to) = Phase::parse(form.phase.trim()) else {
@@ -342,13 +332,8 @@ pub(super) async fn letter<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<LetterForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let (me, docs, info) = match desk.signed_in(&headers).await {
@@ -402,6 +387,8 @@ pub(super) async fn letter<B: Backend>(
         Err(e) => desk.desk_error(me.lang, &e),
     }
 }
+
+has_csrf!(PhaseForm, LetterForm);
 
 #[cfg(test)]
 mod tests {

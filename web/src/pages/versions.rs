@@ -298,13 +298,8 @@ pub(super) async fn name_version<B: Backend>(
     headers: HeaderMap,
     form: Result<Form<NameForm>, FormRejection>,
 ) -> Response {
-    let lang = anonymous_lang(&headers);
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_problem(&desk, lang, &e),
-    };
-    let me = match desk.checked_post(&headers, &form.csrf).await {
-        Ok(me) => me,
+    let (me, form) = match desk.posted(&headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match desk
@@ -316,6 +311,8 @@ pub(super) async fn name_version<B: Backend>(
         Err(e) => desk.desk_error(me.lang, &e),
     }
 }
+
+has_csrf!(NameForm);
 
 #[cfg(test)]
 mod tests {

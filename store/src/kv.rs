@@ -137,6 +137,16 @@ pub enum StoreError {
         /// The version found (`none` when the version row is missing).
         found: String,
     },
+    /// A fenced write was refused: this node no longer holds the lease of
+    /// the process it wrote for (another node took it over, or it expired).
+    /// Nothing of the write was stored.
+    #[error(
+        "This server node no longer serves process {process} (its lease passed to another node or ran out), so the write was refused and nothing of it was stored. Reconnect: the process's current node takes it."
+    )]
+    Fenced {
+        /// The process whose lease moved.
+        process: String,
+    },
     /// Stored bytes could not be decoded.
     #[error(
         "The stored copy of document {doc} is damaged ({detail}). Restore the data directory from a backup or sync the document again from the server."
@@ -197,9 +207,9 @@ pub(crate) fn decode_key(bytes: &[u8]) -> Result<Key, StoreError> {
 ///
 /// Backends: `SledStore` (embedded), `PgStore` (PostgreSQL, several server
 /// nodes), `MemStore` (tests). The same test suite runs on each
-/// (`store/tests/contract.rs`). A fenced batch (a batch that also checks a
-/// lease's fencing number in the same transaction, for several nodes) is to
-/// be a further method here; see `PgStore`'s `write_batch`.
+/// (`store/tests/contract.rs`). Fenced batches (a batch that also checks a
+/// process lease's fencing number in the same transaction, for several
+/// nodes) exist only where leases do: `PgStore::write_batch_fenced`.
 pub trait KvStore: Clone + Send + Sync + 'static {
     /// The value stored under `key`, if any.
     fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError>;

@@ -36,6 +36,6 @@ pub use self::doc::{DocStore, INCREMENTAL, SNAPSHOT, incremental_value};
 pub use self::kv::{Key, KvStore, StoreError};
 pub use self::mem::MemStore;
 #[cfg(feature = "postgres")]
-pub use self::pg::{DEFAULT_CONNECTIONS, DEFAULT_TABLE, PgStore, SCHEMA_VERSION};
+pub use self::pg::{Claim, DEFAULT_CONNECTIONS, DEFAULT_TABLE, Fence, PgStore, SCHEMA_VERSION};
 #[cfg(feature = "sled")]
 pub use self::sled::SledStore;

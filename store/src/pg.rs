@@ -9,6 +9,7 @@
 //! CREATE TABLE IF NOT EXISTS klad_kv (k BYTEA PRIMARY KEY, v BYTEA NOT NULL);
 //! CREATE TABLE IF NOT EXISTS klad_kv_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 //! -- row ('schema_version', '1')
+//! CREATE TABLE IF NOT EXISTS klad_kv_lease (...); -- process leases, see `lease`
 //! ```
 //!
 //! Keys are encoded as in sled (each component followed by a NUL byte), and
@@ -18,8 +19,9 @@
 //!
 //! Only SQL that PostgreSQL-compatible distributed databases (CockroachDB,
 //! YugabyteDB) also accept is used: plain tables with primary keys,
-//! `INSERT ... ON CONFLICT`, `DELETE`, range `SELECT ... ORDER BY` and
-//! transactions. No advisory locks, `LISTEN`/`NOTIFY`, large objects or
+//! `INSERT ... ON CONFLICT` (also `DO UPDATE ... WHERE ... RETURNING`),
+//! `UPDATE ... RETURNING`, `DELETE`, range `SELECT ... ORDER BY`,
+//! transactions, `now()` and interval arithmetic. No advisory locks, `LISTEN`/`NOTIFY`, large objects or
 //! stored procedures (the list is also in `docs/OPERATIONS.md`).
 //!
 //! # Threads and the async driver
@@ -64,6 +66,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::kv::{Key, KvStore, StoreError, decode_key, encode_key};
+
+mod lease;
+
+pub use self::lease::{Claim, Fence};
 
 /// The table a store uses when none is named.
 pub const DEFAULT_TABLE: &str = "klad_kv";
@@ -115,6 +121,8 @@ struct Conn {
     scan: Statement,
     scan_keys: Statement,
     all_keys: Statement,
+    /// Touches a lease row if it still holds a fencing number (see `lease`).
+    fence: Statement,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -205,7 +213,7 @@ impl PgStore {
             let conn = inner.ready(&mut slot).await?;
             let t = &inner.table;
             conn.client
-                .batch_execute(&format!("DROP TABLE IF EXISTS {t}, {t}_meta"))
+                .batch_execute(&format!("DROP TABLE IF EXISTS {t}, {t}_meta, {t}_lease"))
                 .await
                 .map_err(|e| inner.query_error(e))
         })
@@ -282,6 +290,7 @@ impl Inner {
             format!("SELECT k, v FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"),
             format!("SELECT k FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"),
             format!("SELECT k FROM {t} ORDER BY k"),
+            lease::fence_sql(t),
         ];
         let mut prepared = Vec::with_capacity(sql.len());
         for text in &sql {
@@ -292,7 +301,7 @@ impl Inner {
                     .map_err(|e| self.query_error(e))?,
             );
         }
-        let [get, put, delete, scan, scan_keys, all_keys]: [Statement; 6] =
+        let [get, put, delete, scan, scan_keys, all_keys, fence]: [Statement; 7] =
             prepared.try_into().map_err(|_| StoreError::Database {
                 address: self.shown.clone(),
                 detail: "a statement could not be prepared".to_owned(),
@@ -305,6 +314,7 @@ impl Inner {
             scan,
             scan_keys,
             all_keys,
+            fence,
         })
     }
 
@@ -324,9 +334,11 @@ impl Inner {
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        let lease_table = lease::create_sql(t);
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {t} (k BYTEA PRIMARY KEY, v BYTEA NOT NULL);
              CREATE TABLE IF NOT EXISTS {t}_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             {lease_table}
              INSERT INTO {t}_meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')
                  ON CONFLICT (name) DO NOTHING;"
         );
@@ -410,13 +422,15 @@ impl Inner {
     /// One transaction: the puts, then the deletes (so a key in both ends
     /// up deleted). Retried when the database aborts it for a concurrent one.
     ///
-    /// A fenced batch (the later lease work: a process's owner node writes
-    /// only while its lease row still holds its fencing number) belongs
-    /// here: read the lease row in this same transaction
-    /// (`SELECT ... FOR UPDATE`, or compare in an `UPDATE ... WHERE fence = $n`
-    /// and check the row count) before the puts, and abort when it moved.
+    /// With a `fence`, the transaction first touches the process's lease
+    /// row where it still holds this node's fencing number and has not
+    /// expired (`UPDATE ... WHERE fence = $n`, which also locks the row
+    /// until the commit, so a takeover waits for this write or this write
+    /// sees the takeover); no such row, and nothing is written:
+    /// [`StoreError::Fenced`].
     async fn write_batch(
         &self,
+        fence: Option<&Fence>,
         puts: Vec<(Vec<u8>, Vec<u8>)>,
         deletes: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
@@ -427,17 +441,31 @@ impl Inner {
             let conn = self.ready(&mut slot).await?;
             let result = async {
                 let tx = conn.client.transaction().await?;
+                if let Some(f) = fence {
+                    let held = tx
+                        .execute(&conn.fence, &[&f.process, &f.node, &f.number])
+                        .await?;
+                    if held != 1 {
+                        // Dropping the transaction rolls it back.
+                        return Ok(false);
+                    }
+                }
                 for (k, v) in &puts {
                     tx.execute(&conn.put, &[k, v]).await?;
                 }
                 for k in &deletes {
                     tx.execute(&conn.delete, &[k]).await?;
                 }
-                tx.commit().await
+                tx.commit().await.map(|()| true)
             }
             .await;
             match result {
-                Ok(()) => return Ok(()),
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    return Err(StoreError::Fenced {
+                        process: fence.map(|f| f.process.clone()).unwrap_or_default(),
+                    });
+                }
                 Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
                     tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                 }
@@ -590,7 +618,7 @@ impl KvStore for PgStore {
             .map(|(k, v)| (encode_key(k), v.clone()))
             .collect();
         let deletes: Vec<Vec<u8>> = deletes.iter().map(encode_key).collect();
-        self.run(|inner| async move { inner.write_batch(puts, deletes).await })
+        self.run(|inner| async move { inner.write_batch(None, puts, deletes).await })
     }
 }
 

@@ -514,4 +514,78 @@ mod postgres_only {
             "{msg}"
         );
     }
+
+    /// Process leases: one holder at a time, a takeover only after expiry
+    /// and with a higher fencing number, and a former holder's fenced write
+    /// refused (nothing of it stored) while the new holder's goes through.
+    #[test]
+    fn leases_fence_a_former_holder_out() {
+        use klad_store::{Claim, StoreError};
+        use std::time::Duration;
+        let Some(url) = postgres_url() else { return };
+        let table = unique_table();
+        let a = PgStore::open_with_table(&url, &table).unwrap();
+        let b = PgStore::open_with_table(&url, &table).unwrap();
+        let short = Duration::from_millis(300);
+        let long = Duration::from_secs(60);
+        let Claim::Held(fa) = a.claim("p1", "node-a", "http://a", short).unwrap() else {
+            panic!("a free lease is taken");
+        };
+        // Held by a: b is told who holds it and where.
+        match b.claim("p1", "node-b", "http://b", long).unwrap() {
+            Claim::Taken {
+                node,
+                address,
+                expires_in_ms,
+            } => {
+                assert_eq!((node.as_str(), address.as_str()), ("node-a", "http://a"));
+                assert!(expires_in_ms > 0 && expires_in_ms <= 300, "{expires_in_ms}");
+            }
+            other => panic!("a held lease is not taken over: {other:?}"),
+        }
+        // The holder claims again: same fencing number.
+        assert_eq!(
+            a.claim("p1", "node-a", "http://a", short).unwrap(),
+            Claim::Held(fa.clone())
+        );
+        let put = |n: &str| vec![(key(&["doc", n]), n.as_bytes().to_vec())];
+        a.write_batch_fenced(&fa, &put("1"), &[]).unwrap();
+        // a pauses past its expiry; b takes over with a higher number.
+        std::thread::sleep(Duration::from_millis(400));
+        let Claim::Held(fb) = b.claim("p1", "node-b", "http://b", long).unwrap() else {
+            panic!("an expired lease is taken over");
+        };
+        assert!(fb.number > fa.number, "{fb:?} after {fa:?}");
+        // a's renewal no longer includes p1, and its write is refused whole.
+        assert!(a.renew("node-a", long).unwrap().is_empty());
+        let err = a
+            .write_batch_fenced(&fa, &put("2"), &[key(&["doc", "1"])])
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Fenced { process } if process == "p1"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("Reconnect"), "{err}");
+        assert_eq!(
+            names(&a.scan_keys(Some(&key(&["doc"]))).unwrap()),
+            vec!["doc/1"]
+        );
+        b.write_batch_fenced(&fb, &put("3"), &[]).unwrap();
+        assert_eq!(b.renew("node-b", long).unwrap(), vec![fb.clone()]);
+        // Released: a may take it at once, and the number still grows.
+        b.release("p1", "node-b").unwrap();
+        let Claim::Held(fa2) = a.claim("p1", "node-a", "http://a", long).unwrap() else {
+            panic!("a released lease is free");
+        };
+        assert!(fa2.number > fb.number);
+        assert!(matches!(
+            b.write_batch_fenced(&fb, &put("4"), &[]),
+            Err(StoreError::Fenced { .. })
+        ));
+        // The first value stored under a key stays; both see it.
+        assert_eq!(a.put_if_absent(&key(&["k"]), b"first").unwrap(), b"first");
+        assert_eq!(b.put_if_absent(&key(&["k"]), b"second").unwrap(), b"first");
+        drop(b);
+        a.drop_tables().unwrap();
+    }
 }

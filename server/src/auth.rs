@@ -96,36 +96,39 @@ impl Keys {
     /// generating and storing it on first start. Used with a shared store
     /// (PostgreSQL), so that every node signs and verifies with one key.
     ///
-    /// Two nodes starting on an empty database at the same moment could each
-    /// store a key; the later write wins and the first node's tokens of those
-    /// first seconds are refused. (A conditional put comes with the lease
-    /// work; until then start one node first.)
-    pub fn load_or_create_in<S: klad_store::KvStore>(store: &S) -> anyhow::Result<Keys> {
+    /// Nodes starting on an empty database at the same moment agree on the
+    /// first key stored (a conditional put).
+    pub fn load_or_create_in(store: &klad_store::PgStore) -> anyhow::Result<Keys> {
+        use klad_store::KvStore;
         let key = crate::store::signing_key_key()?;
         let stored_error = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!(
                 "The token signing key stored in the database is not readable ({e}). Restore it from a backup of the database (a new key invalidates every token)."
             )
         };
-        if let Some(bytes) = store.get(&key)? {
-            let text = String::from_utf8(bytes).map_err(|e| stored_error(&e))?;
-            let secret = AsymmetricSecretKey::<V4>::try_from(text.trim())
-                .map_err(|e| stored_error(&format!("not a k4.secret key: {e:?}")))?;
-            let public = AsymmetricPublicKey::<V4>::try_from(&secret)
-                .map_err(|e| stored_error(&format!("{e:?}")))?;
-            return Ok(Keys {
-                secret,
-                public: public.into(),
-            });
-        }
-        let kp = AsymmetricKeyPair::<V4>::generate()?;
-        let mut secret = String::new();
-        kp.secret.fmt(&mut secret)?;
-        store.put(&key, secret.as_bytes())?;
-        tracing::info!("generated a new token signing key in the store");
+        let bytes = match store.get(&key)? {
+            Some(bytes) => bytes,
+            None => {
+                let kp = AsymmetricKeyPair::<V4>::generate()?;
+                let mut secret = String::new();
+                kp.secret.fmt(&mut secret)?;
+                // Nodes starting together on an empty database: the first
+                // key stored is everyone's.
+                let stored = store.put_if_absent(&key, secret.as_bytes())?;
+                if stored == secret.as_bytes() {
+                    tracing::info!("generated a new token signing key in the store");
+                }
+                stored
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|e| stored_error(&e))?;
+        let secret = AsymmetricSecretKey::<V4>::try_from(text.trim())
+            .map_err(|e| stored_error(&format!("not a k4.secret key: {e:?}")))?;
+        let public = AsymmetricPublicKey::<V4>::try_from(&secret)
+            .map_err(|e| stored_error(&format!("{e:?}")))?;
         Ok(Keys {
-            secret: kp.secret,
-            public: kp.public.into(),
+            secret,
+            public: public.into(),
         })
     }
 
@@ -193,6 +196,18 @@ impl Keys {
     pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
         self.public.verify(token)
     }
+
+    /// A key for `purpose` derived from the signing key (SHA-256 of the
+    /// purpose and the secret key): every node that shares the signing key
+    /// derives the same one, nobody else can.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.secret.as_bytes());
+        h.finalize().into()
+    }
 }
 
 /// The operator's admin secret, created on first start (mode 0600).
@@ -208,6 +223,29 @@ pub fn load_or_create_admin_secret(data_dir: &Path) -> anyhow::Result<String> {
     let secret: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
     write_private_file(&path, secret.as_bytes()).map_err(|e| key_error(&path, e))?;
     Ok(secret)
+}
+
+/// With several nodes on one database: the one admin secret they share.
+/// The first node stores its own; every node writes the shared one into its
+/// data directory, where the local command line reads it, so the command
+/// line of any node may call any node (and through it the node that serves
+/// a process).
+pub fn share_admin_secret(
+    store: &klad_store::PgStore,
+    data_dir: &Path,
+    local: String,
+) -> anyhow::Result<String> {
+    let key = klad_store::Key::new(["klad-server", "admin-secret"])?;
+    let shared = store.put_if_absent(&key, local.as_bytes())?;
+    let shared = String::from_utf8(shared)
+        .ok()
+        .filter(|s| s.len() >= 32)
+        .ok_or_else(|| anyhow::anyhow!("The admin secret stored in the database is damaged. Delete the row of key klad-server/admin-secret (every node then takes the next one stored) and start the nodes again."))?;
+    if shared != local {
+        let path = admin_secret_path(data_dir);
+        write_private_file(&path, shared.as_bytes()).map_err(|e| key_error(&path, e))?;
+    }
+    Ok(shared)
 }
 
 /// Where the admin secret lives.

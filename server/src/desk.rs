@@ -116,7 +116,8 @@ fn new_invitation(i: Invitation) -> NewInvitation {
     }
 }
 
-fn session_key(id: &str) -> Result<Key, DeskError> {
+/// Where a desk session is stored (the relay reads it to find the process).
+pub(crate) fn session_key(id: &str) -> Result<Key, DeskError> {
     Key::new([SERVER_PREFIX, "desk-session", id]).map_err(store_error)
 }
 

@@ -45,6 +45,7 @@ use crate::store::AnyStore;
 use serde::Serialize;
 
 use crate::auth::Keys;
+use crate::cluster::Owner;
 use crate::directory::{Directory, peer_id_for};
 use crate::hubs::{Cmd, Hubs, Lease, Stopped};
 
@@ -339,27 +340,7 @@ impl Facilitation {
     /// it is first used. (A record of the first format, holding only the
     /// title, is replaced by reading its process document once.)
     pub async fn load_all(&self) -> anyhow::Result<usize> {
-        let kv = self.kv.clone();
-        let prefix = Key::new([SERVER_PREFIX, "revoked"])?;
-        let revocations = tokio::task::spawn_blocking(move || kv.scan_prefix(&prefix)).await??;
-        {
-            let mut valid_from = self.valid_from.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, value) in revocations {
-                let generation = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok());
-                match (key.components().get(2), generation) {
-                    (Some(member), Some(g)) => {
-                        valid_from.insert(MemberId(member.clone()), g);
-                    }
-                    // Refusing nothing would let withdrawn tokens back in.
-                    _ => anyhow::bail!(
-                        "The store holds a damaged token revocation ({:?}). Restore the data directory from a backup.",
-                        key.components()
-                    ),
-                }
-            }
-        }
+        self.load_revocations().await?;
         let kv = self.kv.clone();
         let prefix = Key::new([SERVER_PREFIX, "process"])?;
         let records = tokio::task::spawn_blocking(move || kv.scan_prefix(&prefix)).await??;
@@ -391,6 +372,105 @@ impl Facilitation {
             }
         }
         Ok(n)
+    }
+
+    /// Reads every token revocation from the store.
+    async fn load_revocations(&self) -> anyhow::Result<()> {
+        let kv = self.kv.clone();
+        let prefix = Key::new([SERVER_PREFIX, "revoked"])?;
+        let revocations = tokio::task::spawn_blocking(move || kv.scan_prefix(&prefix)).await??;
+        let mut valid_from = self.valid_from.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, value) in revocations {
+            let generation = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
+            match (key.components().get(2), generation) {
+                (Some(member), Some(g)) => {
+                    valid_from.insert(MemberId(member.clone()), g);
+                }
+                // Refusing nothing would let withdrawn tokens back in.
+                _ => anyhow::bail!(
+                    "The store holds a damaged token revocation ({:?}). Restore the data directory from a backup.",
+                    key.components()
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// This node has just taken `pid` over from another node (several
+    /// nodes on one database): what it kept in memory about the process may
+    /// be behind what the other node wrote, so the process document is read
+    /// again (it updates the directory) and so are the revocations.
+    pub async fn take_over(&self, pid: &ProcessId) -> Result<(), FacilitationError> {
+        let _serialised = self.serial.lock().await;
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pid);
+        self.load_revocations().await.map_err(internal)?;
+        match self.verify_serialised(pid).await {
+            // A process being created has no document yet.
+            Err(FacilitationError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Makes sure this node serves `pid` before it writes for it: with
+    /// several nodes, takes the process's lease if it is free; refuses when
+    /// another node serves it (a request reaches that node through the
+    /// relay; the command line is told to go there). Callers hold `serial`.
+    async fn own(&self, pid: &ProcessId) -> Result<(), FacilitationError> {
+        let Some(cluster) = self.hubs.cluster() else {
+            return Ok(());
+        };
+        match cluster.owner(pid).await.map_err(internal)? {
+            Owner::Here { fresh } => {
+                if fresh {
+                    self.verified
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(pid);
+                    self.load_revocations().await.map_err(internal)?;
+                }
+                Ok(())
+            }
+            Owner::There { address } if address.is_empty() => {
+                Err(FacilitationError::Unavailable(format!(
+                    "Process {pid} is being changed from the command line at this moment; try again in a few seconds."
+                )))
+            }
+            Owner::There { address } => Err(FacilitationError::Unavailable(format!(
+                "Process {pid} is served by the server node at {address}; send this there (any node relays HTTP requests and connections to it), or try again in a few seconds."
+            ))),
+        }
+    }
+
+    /// The fence a write for `pid` carries (several nodes), see [`Self::own`].
+    fn fence(&self, pid: &ProcessId) -> Option<klad_store::Fence> {
+        self.hubs.cluster().and_then(|c| c.fence(pid))
+    }
+
+    /// Writes `key` for the process `pid`: fenced with several nodes.
+    async fn put_for(
+        &self,
+        pid: &ProcessId,
+        key: Key,
+        bytes: Vec<u8>,
+    ) -> Result<(), FacilitationError> {
+        let kv = self.kv.clone();
+        let fence = self.fence(pid);
+        if self.hubs.cluster().is_some() && fence.is_none() {
+            return Err(FacilitationError::Unavailable(format!(
+                "This server node no longer serves process {pid}; nothing was changed. Try again: the node that serves it now takes the request."
+            )));
+        }
+        tokio::task::spawn_blocking(move || {
+            kv.write_batch_fenced(fence.as_ref(), &[(key, bytes)], &[])
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)
     }
 
     /// Records what a process document says: in the store first (so that the
@@ -460,6 +540,11 @@ impl Facilitation {
     /// Leases the hub of a known process and reads its process document.
     /// Callers hold `serial`.
     async fn open(&self, pid: &ProcessId) -> Result<(Lease, Automerge), FacilitationError> {
+        self.own(pid).await?;
+        if self.hubs.cluster().is_some() {
+            // Another node may have created it after this one started.
+            self.verify_serialised(pid).await?;
+        }
         if self.directory.process(pid).is_none() {
             return Err(FacilitationError::NotFound(format!(
                 "There is no process {pid} on this server. Check the process id."
@@ -526,13 +611,9 @@ impl Facilitation {
 
     /// Stores the process record of `info` (what the next start reads).
     async fn store_record(&self, info: &ProcessInfo) -> Result<(), FacilitationError> {
-        let kv = self.kv.clone();
         let key = process_list_key(&info.id)?;
         let bytes = serde_json::to_vec(info).map_err(internal)?;
-        tokio::task::spawn_blocking(move || kv.put(&key, &bytes))
-            .await
-            .map_err(internal)?
-            .map_err(internal)
+        self.put_for(&info.id, key, bytes).await
     }
 
     /// Opens a new process in the drafting phase, with no members.
@@ -570,6 +651,8 @@ impl Facilitation {
         let _serialised = self.serial.lock().await;
         let now = now_ms();
         let pid = ProcessId(new_document_id());
+        // A new id: its lease is free.
+        self.own(&pid).await?;
         let text = TextDoc::create(now, &pid)?;
         let text_id = DocId(new_document_id());
         let mut created = ProcessDoc::create(now, &pid, title, &text_id)?;
@@ -762,12 +845,9 @@ impl Facilitation {
         member: &MemberId,
         next: u64,
     ) -> Result<(), FacilitationError> {
-        let kv = self.kv.clone();
         let key = revocation_key(member)?;
-        tokio::task::spawn_blocking(move || kv.put(&key, next.to_string().as_bytes()))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        self.put_for(pid, key, next.to_string().into_bytes())
+            .await?;
         self.valid_from
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -76,6 +76,8 @@ pub struct AppState {
     pub max_connections: usize,
     /// How the web desk (klad-web, under `/desk`) runs.
     pub desk: klad_web::DeskConfig,
+    /// With several nodes: relays requests for processes another node serves.
+    pub relay: Option<Arc<crate::relay::Relay>>,
 }
 
 /// An error response: a status and a JSON body `{"error": sentence}`.
@@ -185,6 +187,7 @@ pub fn routes() -> Vec<(Verb, &'static str)> {
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES);
     let metrics = state.shared.metrics.clone();
+    let relay = state.relay.clone();
     let mut app = Router::new();
     for r in route_table() {
         app = app.route(r.path, r.handler);
@@ -194,7 +197,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         Arc::new(ServerDesk::new(state.facilitation.clone())),
         state.desk.clone(),
     );
-    app.with_state(state)
+    let mut app = app
+        .with_state(state)
         .merge(desk)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async {
@@ -203,8 +207,14 @@ pub fn router(state: Arc<AppState>) -> Router {
                 format!("There is nothing at this address. The sync endpoint is {SYNC_PATH}; the API is under /api/processes, described at {OPENAPI_PATH}."),
             )
         })
-        .layer(body_limit)
-        .layer(axum::middleware::from_fn_with_state(metrics, guard))
+        .layer(body_limit);
+    if let Some(relay) = relay {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            relay,
+            crate::relay::layer,
+        ));
+    }
+    app.layer(axum::middleware::from_fn_with_state(metrics, guard))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {

@@ -37,13 +37,14 @@ use std::time::{Duration, Instant};
 
 use automerge::{Change, ChangeHash};
 use klad_core::{MemberId, ProcessId};
-use klad_store::{DocStore, KvStore, incremental_value};
+use klad_store::{DocStore, Key, KvStore, StoreError, incremental_value};
 use klad_sync::authorship::Signature;
 use klad_sync::hub::{
     ConnId, Effect, Event, Hub, HubConfig, POLICY_VIOLATION, Stats, StoreToken, WriteId,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{Cluster, MOVED, MOVED_CODE};
 use crate::directory::Directory;
 use crate::gate::{HubGate, NewDevice, PeerState};
 use crate::metrics::Metrics;
@@ -100,6 +101,9 @@ pub struct HubParts {
     /// Fault injection for tests: wait this long before a hub that found
     /// itself idle stops (commands arriving meanwhile keep it running).
     pub unload_delay: Option<Duration>,
+    /// The leases of several nodes on one database (PostgreSQL): every store
+    /// carries this node's fence for the process. `None` on sled.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// The server is shutting down: no hub starts, no command is taken.
@@ -167,11 +171,16 @@ pub enum Cmd {
     },
     /// A lease ended (the hub may be idle now).
     Released,
+    /// Another node took the process over: close every connection (they
+    /// reconnect to the new owner), answer waiting writes "not stored", stop.
+    Moved,
     /// Close every connection with 1001, store everything, stop.
     Shutdown,
 }
 
 struct Shard {
+    /// Which hub task this is (a process moved away and back gets a new one).
+    id: u64,
     tx: mpsc::Sender<Cmd>,
     users: usize,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -183,12 +192,14 @@ pub struct Hubs {
     shards: Mutex<HashMap<ProcessId, Shard>>,
     stopping: AtomicBool,
     next_conn: AtomicU64,
+    next_shard: AtomicU64,
 }
 
 /// A use of one process's hub: while it is held, the hub keeps running.
 pub struct Lease {
     hubs: Arc<Hubs>,
     process: ProcessId,
+    shard: u64,
     tx: mpsc::Sender<Cmd>,
 }
 
@@ -220,7 +231,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut shards = self.hubs.lock();
-        if let Some(s) = shards.get_mut(&self.process) {
+        if let Some(s) = shards.get_mut(&self.process).filter(|s| s.id == self.shard) {
             s.users = s.users.saturating_sub(1);
             if s.users == 0 {
                 // A nudge, so an idle hub looks again; a full queue means
@@ -239,6 +250,7 @@ impl Hubs {
             shards: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
+            next_shard: AtomicU64::new(1),
         })
     }
 
@@ -265,10 +277,12 @@ impl Hubs {
         let mut shards = self.lock();
         if !shards.contains_key(process) {
             let (tx, rx) = mpsc::channel(HUB_QUEUE);
-            let task = tokio::spawn(run(self.clone(), process.clone(), rx));
+            let id = self.next_shard.fetch_add(1, Ordering::Relaxed);
+            let task = tokio::spawn(run(self.clone(), process.clone(), id, rx));
             shards.insert(
                 process.clone(),
                 Shard {
+                    id,
                     tx,
                     users: 0,
                     task: Some(task),
@@ -282,29 +296,57 @@ impl Hubs {
         };
         shard.users += 1;
         let tx = shard.tx.clone();
+        let id = shard.id;
         drop(shards);
         self.parts.metrics.set_processes_loaded(n as i64);
         Ok(Lease {
             hubs: self.clone(),
             process: process.clone(),
+            shard: id,
             tx,
         })
     }
 
-    /// True when nobody holds a lease on the hub of `process` and nothing is queued.
-    fn unused(&self, process: &ProcessId, rx: &mpsc::Receiver<Cmd>) -> bool {
-        self.lock()
-            .get(process)
-            .is_some_and(|s| s.users == 0 && rx.is_empty())
+    /// The leases of several nodes, when the store is shared.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.parts.cluster.as_ref()
     }
 
-    /// Removes the hub of `process` if nobody holds a lease and nothing is
-    /// queued; true when removed (the task must end then).
-    fn retire(&self, process: &ProcessId, rx: &mpsc::Receiver<Cmd>) -> bool {
+    /// True when the hub of `process` runs on this node.
+    pub fn is_running(&self, process: &ProcessId) -> bool {
+        self.lock().contains_key(process)
+    }
+
+    /// Another node took `process` over: its hub here (if any) closes every
+    /// connection with [`MOVED`] and stops, and leaves the registry at once,
+    /// so a later use starts a fresh hub that reads the documents again.
+    pub fn moved(&self, process: &ProcessId) {
+        let Some(shard) = self.lock().remove(process) else {
+            return;
+        };
+        self.parts
+            .metrics
+            .set_processes_loaded(self.loaded() as i64);
+        tokio::spawn(async move {
+            // The task ended already if this fails: nothing to close.
+            let _ = shard.tx.send(Cmd::Moved).await;
+        });
+    }
+
+    /// True when nobody holds a lease on the hub `shard` of `process` and nothing is queued.
+    fn unused(&self, process: &ProcessId, shard: u64, rx: &mpsc::Receiver<Cmd>) -> bool {
+        self.lock()
+            .get(process)
+            .is_some_and(|s| s.id == shard && s.users == 0 && rx.is_empty())
+    }
+
+    /// Removes the hub `shard` of `process` if nobody holds a lease and
+    /// nothing is queued; true when removed (the task must end then).
+    fn retire(&self, process: &ProcessId, shard: u64, rx: &mpsc::Receiver<Cmd>) -> bool {
         let mut shards = self.lock();
         let idle = shards
             .get(process)
-            .is_some_and(|s| s.users == 0 && rx.is_empty());
+            .is_some_and(|s| s.id == shard && s.users == 0 && rx.is_empty());
         if idle {
             shards.remove(process);
             self.parts.metrics.set_processes_loaded(shards.len() as i64);
@@ -367,7 +409,7 @@ struct Task {
 }
 
 /// Runs the hub of `process` until it is idle (or the server stops).
-async fn run(hubs: Arc<Hubs>, process: ProcessId, mut rx: mpsc::Receiver<Cmd>) {
+async fn run(hubs: Arc<Hubs>, process: ProcessId, shard: u64, mut rx: mpsc::Receiver<Cmd>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let idle_ms = u64::try_from(hubs.parts.idle.as_millis()).unwrap_or(u64::MAX);
     let mut task = Task {
@@ -400,6 +442,11 @@ async fn run(hubs: Arc<Hubs>, process: ProcessId, mut rx: mpsc::Receiver<Cmd>) {
                     task.shutting_down = true;
                     task.close_all();
                 }
+                Some(Cmd::Moved) => {
+                    tracing::info!(process = %task.process, "another node serves this process now; closing its connections here");
+                    task.close_all_with(MOVED_CODE, MOVED);
+                    break;
+                }
                 Some(cmd) => task.command(cmd),
                 // Every sender is gone: only after the registry dropped us.
                 None => break,
@@ -419,11 +466,11 @@ async fn run(hubs: Arc<Hubs>, process: ProcessId, mut rx: mpsc::Receiver<Cmd>) {
             }
             continue;
         }
-        if task.idle() && task.hubs.unused(&task.process, &rx) {
+        if task.idle() && task.hubs.unused(&task.process, shard, &rx) {
             if let Some(d) = task.hubs.parts.unload_delay {
                 tokio::time::sleep(d).await;
             }
-            if task.hubs.retire(&task.process, &rx) {
+            if task.hubs.retire(&task.process, shard, &rx) {
                 task.hubs.parts.metrics.process_unloaded();
                 tracing::info!(process = %task.process, "idle process unloaded from memory");
                 return;
@@ -529,15 +576,20 @@ impl Task {
                     self.event(Event::PeerDisconnected { conn });
                 }
             }
-            Cmd::Released | Cmd::Shutdown => {}
+            Cmd::Released | Cmd::Shutdown | Cmd::Moved => {}
         }
     }
 
     /// Closes every connection for the shutdown.
     fn close_all(&mut self) {
+        self.close_all_with(GOING_AWAY, SHUTTING_DOWN);
+    }
+
+    /// Closes every connection with `code` and `sentence`.
+    fn close_all_with(&mut self, code: u16, sentence: &str) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
-            self.close(conn, GOING_AWAY, SHUTTING_DOWN.to_owned());
+            self.close(conn, code, sentence.to_owned());
             self.event(Event::PeerDisconnected { conn });
         }
     }
@@ -661,6 +713,8 @@ impl Task {
 
     fn store(&self, doc: String, token: StoreToken, changes: Vec<u8>) {
         let docs = self.parts().docs.clone();
+        let cluster = self.parts().cluster.clone();
+        let process = self.process.clone();
         let metrics = self.parts().metrics.clone();
         let delay = self.parts().put_delay;
         let done = self.done_tx.clone();
@@ -672,12 +726,34 @@ impl Task {
             let mut stored = false;
             for attempt in 1..=STORE_ATTEMPTS {
                 let (docs, id, bytes) = (docs.clone(), doc.clone(), changes.clone());
+                // Several nodes: only while this node holds the process.
+                let fence = match &cluster {
+                    None => None,
+                    Some(c) => match c.fence(&process) {
+                        Some(f) => Some(f),
+                        None => {
+                            metrics.fenced_write();
+                            tracing::warn!(document = %doc, "not storing: this node no longer serves the process");
+                            break;
+                        }
+                    },
+                };
                 let started = Instant::now();
-                let result = tokio::task::spawn_blocking(move || append(&docs, &id, &bytes)).await;
+                let result = tokio::task::spawn_blocking(move || {
+                    append(&docs, &id, &bytes, |kv, puts| {
+                        kv.write_batch_fenced(fence.as_ref(), puts, &[])
+                    })
+                })
+                .await;
                 match result {
                     Ok(Ok(())) => {
                         metrics.observe_flush(started.elapsed());
                         stored = true;
+                        break;
+                    }
+                    Ok(Err(Fenced(e))) => {
+                        metrics.fenced_write();
+                        tracing::warn!(document = %doc, error = %e, "a store was refused: another node serves the process now");
                         break;
                     }
                     Ok(Err(e)) => {
@@ -729,22 +805,54 @@ fn trace_frame(dir: &str, conn: ConnId, bytes: &[u8]) {
     tracing::trace!(dir, conn = conn.0, kind = %f.kind, doc, heads = %heads.join(","), need = %need.join(","), changes, "frame");
 }
 
-/// Appends raw change chunks to a document's stored values, durably, as one
-/// incremental value in klad-core's key layout.
-fn append<S: KvStore>(docs: &DocStore<S>, doc: &str, bytes: &[u8]) -> Result<(), String> {
-    let changes = klad_core::chunks::decode_changes(bytes)
-        .map_err(|e| format!("the hub handed over changes that do not decode: {e}"))?;
-    match incremental_value(doc, &changes).map_err(|e| e.to_string())? {
-        Some(put) => docs.write_batch(&[put], &[]).map_err(|e| e.to_string()),
-        None => Ok(()),
+/// Why an append failed.
+#[derive(Debug)]
+enum AppendError {
+    /// The store refused a fenced write: another node serves the process.
+    Fenced(StoreError),
+    /// Anything else, as a sentence.
+    Other(String),
+}
+use AppendError::Fenced;
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fenced(e) => write!(f, "{e}"),
+            AppendError::Other(s) => f.write_str(s),
+        }
     }
+}
+
+/// Appends raw change chunks to a document's stored values, durably, as one
+/// incremental value in klad-core's key layout, written by `write` (a plain
+/// or a fenced batch).
+fn append<S: KvStore>(
+    docs: &DocStore<S>,
+    doc: &str,
+    bytes: &[u8],
+    write: impl FnOnce(&S, &[(Key, Vec<u8>)]) -> Result<(), StoreError>,
+) -> Result<(), AppendError> {
+    let changes = klad_core::chunks::decode_changes(bytes).map_err(|e| {
+        AppendError::Other(format!(
+            "the hub handed over changes that do not decode: {e}"
+        ))
+    })?;
+    let put = incremental_value(doc, &changes).map_err(|e| AppendError::Other(e.to_string()))?;
+    let Some(put) = put else { return Ok(()) };
+    let puts = [put];
+    docs.write_batch_with(&puts, |kv| write(kv, &puts))
+        .map_err(|e| match e {
+            StoreError::Fenced { .. } => Fenced(e),
+            e => AppendError::Other(e.to_string()),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT, ReadDoc};
-    use klad_store::{DocStore, MemStore};
+    use klad_store::{DocStore, KvStore, MemStore};
 
     use super::append;
 
@@ -770,13 +878,14 @@ mod tests {
                 .collect()
         };
         let one: Vec<u8> = d.get_changes(&[]).first().unwrap().raw_bytes().to_vec();
-        append(&docs, "doc", &one).unwrap();
-        append(&docs, "doc", &bytes(&first)).unwrap();
+        let plain = |kv: &MemStore, puts: &[(klad_store::Key, Vec<u8>)]| kv.write_batch(puts, &[]);
+        append(&docs, "doc", &one, plain).unwrap();
+        append(&docs, "doc", &bytes(&first), plain).unwrap();
         let loaded = docs.load("doc").unwrap().unwrap();
         assert_eq!(loaded.get_heads(), d.get_heads());
         assert!(loaded.get(ROOT, "c").unwrap().is_some());
         // Bytes that are not change chunks are refused, nothing is written.
-        assert!(append(&docs, "other", b"not changes").is_err());
+        assert!(append(&docs, "other", b"not changes", plain).is_err());
         assert!(docs.load("other").unwrap().is_none());
     }
 }

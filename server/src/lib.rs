@@ -26,6 +26,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod desk;
 pub mod directory;
@@ -34,5 +35,6 @@ pub mod gate;
 pub mod http;
 pub mod hubs;
 pub mod metrics;
+pub mod relay;
 pub mod server;
 pub mod store;

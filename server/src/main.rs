@@ -94,6 +94,19 @@ struct ServeArgs {
     /// write and its last (the tests check that nothing is left half done).
     #[arg(long, env = "KLAD_FAULT_PANIC_NAME", hide = true)]
     fault_panic_name: Option<String>,
+
+    /// With several nodes on one PostgreSQL database: the address other
+    /// nodes reach this one at, e.g. http://10.0.0.5:7700 (they relay
+    /// connections for the processes it serves to it). Default: the
+    /// listening address.
+    #[arg(long, env = "KLAD_ADVERTISE")]
+    advertise: Option<String>,
+
+    /// With several nodes: seconds a node's lease of a process lasts
+    /// without renewal (it renews every third of it). A node that dies
+    /// leaves its processes to the others after this long.
+    #[arg(long, env = "KLAD_LEASE_SECS", default_value_t = 10)]
+    lease_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +255,8 @@ fn misplaced_serve_option(matches: &ArgMatches) -> Option<String> {
         ("fault_put_delay_ms", "--fault-put-delay-ms"),
         ("fault_unload_delay_ms", "--fault-unload-delay-ms"),
         ("fault_panic_name", "--fault-panic-name"),
+        ("advertise", "--advertise"),
+        ("lease_secs", "--lease-secs"),
     ];
     ids.iter()
         .find(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
@@ -561,6 +576,8 @@ async fn serve(place: &Place, args: ServeArgs) -> anyhow::Result<()> {
             .fault_unload_delay_ms
             .map(std::time::Duration::from_millis),
         fault_panic_name: args.fault_panic_name,
+        advertise: args.advertise,
+        lease: std::time::Duration::from_secs(args.lease_secs.max(1)),
     })
     .await
 }

@@ -29,6 +29,8 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     storage_errors: AtomicU64,
+    fenced_writes: AtomicU64,
+    relayed: AtomicU64,
     http_panics: AtomicU64,
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     flush_count: AtomicU64,
@@ -168,6 +170,16 @@ impl Metrics {
         self.storage_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A write for a process was refused because another node serves it now.
+    pub fn fenced_write(&self) {
+        self.fenced_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request or connection was relayed to the node that serves its process.
+    pub fn relayed(&self) {
+        self.relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Storage errors so far.
     pub fn storage_errors(&self) -> u64 {
         self.storage_errors.load(Ordering::Relaxed)
@@ -245,6 +257,16 @@ impl Metrics {
             "klad_storage_errors_total",
             "Storage calls that failed.",
             g(&self.storage_errors),
+        );
+        counter(
+            "klad_fenced_writes_total",
+            "Writes refused because another node took the process's lease over (several nodes on PostgreSQL).",
+            g(&self.fenced_writes),
+        );
+        counter(
+            "klad_relayed_total",
+            "Requests and sync connections relayed to the node that serves their process.",
+            g(&self.relayed),
         );
         counter(
             "klad_http_panics_total",

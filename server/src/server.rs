@@ -10,7 +10,8 @@ use std::time::Duration;
 use klad_store::{DocStore, KvStore};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Keys, SIGNING_KEY_FILE, load_or_create_admin_secret};
+use crate::auth::{Keys, SIGNING_KEY_FILE, load_or_create_admin_secret, share_admin_secret};
+use crate::cluster::{Cluster, DEFAULT_LEASE, RELEASE_UNUSED_AFTER};
 use crate::connection::ConnectionShared;
 use crate::directory::Directory;
 use crate::facilitation::Facilitation;
@@ -18,6 +19,7 @@ use crate::gate::NewDevice;
 use crate::http::{AppState, router};
 use crate::hubs::{HubParts, Hubs};
 use crate::metrics::Metrics;
+use crate::relay::Relay;
 use crate::store::{AnyStore, StoreLocation};
 
 /// The file a running server writes into its data directory so that the
@@ -60,6 +62,11 @@ pub struct ServeConfig {
     /// Fault injection for tests: a member or process of this name panics
     /// between its first write and its commit point (never in production).
     pub fault_panic_name: Option<String>,
+    /// Where other nodes reach this one (`http://host:port`), with several
+    /// nodes on PostgreSQL; `None`: the listening address.
+    pub advertise: Option<String>,
+    /// How long a node's lease of a process lasts without renewal.
+    pub lease: Duration,
 }
 
 /// How the engine is opened.
@@ -75,6 +82,11 @@ pub struct EngineConfig {
     pub panic_name: Option<String>,
     /// Where everything is stored.
     pub store: StoreLocation,
+    /// Where other nodes reach this one (PostgreSQL only; empty for the
+    /// command line, which serves nobody).
+    pub advertise: String,
+    /// How long a lease of a process lasts without renewal (PostgreSQL only).
+    pub lease: Duration,
 }
 
 /// The default idle period before a process is unloaded.
@@ -88,6 +100,8 @@ impl Default for EngineConfig {
             unload_delay: None,
             panic_name: None,
             store: StoreLocation::DataDir,
+            advertise: String::new(),
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -106,8 +120,12 @@ pub struct Engine {
     pub directory: Arc<Directory>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The leases of several nodes (PostgreSQL); `None` on sled.
+    pub cluster: Option<Arc<Cluster>>,
     /// Registers the devices the gate finds in changes.
     registrar: tokio::task::JoinHandle<()>,
+    /// Renews the leases (several nodes).
+    renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Checks that `data` is an existing data directory (a store and a signing
@@ -158,10 +176,18 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         COMPACT_AFTER_CHUNKS,
     )?);
     let storage_id = load_or_create_storage_id(&store)?;
-    let keys = Arc::new(match &store {
-        AnyStore::Sled(_) => Keys::load_or_create(data)?,
-        AnyStore::Postgres(_) => Keys::load_or_create_in(&store)?,
-    });
+    let (keys, cluster) = match &store {
+        AnyStore::Sled(_) => (Keys::load_or_create(data)?, None),
+        AnyStore::Postgres(pg) => (
+            Keys::load_or_create_in(pg)?,
+            Some(Arc::new(Cluster::new(
+                pg.clone(),
+                cfg.advertise.clone(),
+                cfg.lease,
+            ))),
+        ),
+    };
+    let keys = Arc::new(keys);
     let shown = store.describe();
     let metrics = Arc::new(Metrics::default());
     let directory = Arc::new(Directory::new());
@@ -175,6 +201,7 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
         idle: cfg.idle_unload,
         put_delay: cfg.put_delay,
         unload_delay: cfg.unload_delay,
+        cluster: cluster.clone(),
     });
     let facilitation = Arc::new(
         Facilitation::new(hubs.clone(), docs, store, directory.clone(), keys)
@@ -182,13 +209,21 @@ pub async fn open_engine_with(data: &Path, cfg: EngineConfig) -> anyhow::Result<
     );
     let n = facilitation.load_all().await?;
     let registrar = tokio::spawn(register_devices(facilitation.clone(), found));
+    let renewer = cluster
+        .clone()
+        .map(|c| tokio::spawn(renew_leases(c, hubs.clone())));
+    if let Some(c) = &cluster {
+        tracing::info!(node = %c.node(), address = %c.address(), lease = ?c.ttl(), "one of several nodes on one database");
+    }
     tracing::info!(processes = n, data = %data.display(), store = %shown, "data directory opened");
     Ok(Engine {
         hubs,
         facilitation,
         directory,
         metrics,
+        cluster,
         registrar,
+        renewer,
     })
 }
 
@@ -207,8 +242,40 @@ fn load_or_create_storage_id(store: &AnyStore) -> anyhow::Result<String> {
         return Ok(id);
     }
     let id = uuid::Uuid::new_v4().to_string();
-    store.put(&key, id.as_bytes())?;
-    Ok(id)
+    match store {
+        AnyStore::Sled(_) => {
+            store.put(&key, id.as_bytes())?;
+            Ok(id)
+        }
+        // Two nodes starting on an empty database agree on the first id.
+        AnyStore::Postgres(pg) => Ok(String::from_utf8(pg.put_if_absent(&key, id.as_bytes())?)
+            .map_err(|_| {
+                anyhow::anyhow!("The store's id is not text; restore the database from a backup.")
+            })?),
+    }
+}
+
+/// Renews this node's leases every third of the lease time; tells the hubs
+/// of processes another node took over, and gives back leases unused for a
+/// while.
+async fn renew_leases(cluster: Arc<Cluster>, hubs: Arc<Hubs>) {
+    let every = cluster.ttl() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match cluster.renew().await {
+            Ok(lost) => {
+                for process in lost {
+                    hubs.moved(&process);
+                }
+            }
+            // The leases run out unless the next renewal works; writes are
+            // fenced either way.
+            Err(e) => tracing::error!(error = %e, "could not renew this node's leases"),
+        }
+        cluster
+            .release_unused(RELEASE_UNUSED_AFTER, |p| hubs.is_running(p))
+            .await;
+    }
 }
 
 /// Registers each device the gate found in a change (an actor nobody had
@@ -233,6 +300,13 @@ impl Engine {
     pub async fn stop(self) {
         self.hubs.stop_all().await;
         self.registrar.abort();
+        if let Some(r) = self.renewer {
+            r.abort();
+        }
+        // Everything is stored: other nodes may take the processes at once.
+        if let Some(c) = &self.cluster {
+            c.release_all().await;
+        }
     }
 }
 
@@ -259,6 +333,23 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "Could not listen on {} ({e}). Choose another address with --listen or KLAD_LISTEN.",
+            cfg.listen
+        )
+    })?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let advertise = match &cfg.advertise {
+        Some(a) => a.trim_end_matches('/').to_owned(),
+        None if matches!(cfg.store, StoreLocation::Postgres(_)) && addr.ip().is_unspecified() => {
+            anyhow::bail!(
+                "This node listens on {addr}, which other nodes cannot use to reach it. Say where they reach it with --advertise http://<host>:{} (or KLAD_ADVERTISE).",
+                addr.port()
+            )
+        }
+        None => format!("http://{addr}"),
+    };
     let engine = open_engine_with(
         &cfg.data,
         EngineConfig {
@@ -267,6 +358,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             unload_delay: cfg.fault_unload_delay,
             panic_name: cfg.fault_panic_name.clone(),
             store: cfg.store.clone(),
+            advertise,
+            lease: cfg.lease,
         },
     )
     .await?;
@@ -276,14 +369,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(d) = cfg.fault_put_delay {
         tracing::warn!(delay = ?d, "fault injection: every storage write is delayed (a test setting)");
     }
-    let admin_secret = load_or_create_admin_secret(&cfg.data)?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| {
-        anyhow::anyhow!(
-            "Could not listen on {} ({e}). Choose another address with --listen or KLAD_LISTEN.",
-            cfg.listen
-        )
-    })?;
-    let addr: SocketAddr = listener.local_addr()?;
+    let mut admin_secret = load_or_create_admin_secret(&cfg.data)?;
+    if let AnyStore::Postgres(pg) = engine.facilitation.kv() {
+        admin_secret = share_admin_secret(pg, &cfg.data, admin_secret)?;
+    }
     // The first run: a one-time link that opens the web desk with the right
     // to open the first process and invite its facilitator.
     let setup_secret = engine
@@ -308,6 +397,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             setup_secret: setup_secret.clone(),
             always_secure: false,
         },
+        relay: engine.cluster.clone().map(|c| {
+            Arc::new(Relay::new(
+                c,
+                engine.facilitation.clone(),
+                engine.metrics.clone(),
+            ))
+        }),
     });
     let server_file = cfg.data.join(SERVER_FILE);
     std::fs::write(

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use klad_store::{Key, KvStore, PgStore, SledStore, StoreError};
+use klad_store::{Fence, Key, KvStore, PgStore, SledStore, StoreError};
 
 use crate::server::STORE_DIR;
 
@@ -72,6 +72,24 @@ impl AnyStore {
                 |p| p.display().to_string(),
             ),
             AnyStore::Postgres(p) => p.address().to_owned(),
+        }
+    }
+}
+
+impl AnyStore {
+    /// [`KvStore::write_batch`] for a process: on PostgreSQL with the
+    /// process's `fence` (the lease this node holds, see
+    /// [`crate::cluster`]), written only while that lease holds. sled has
+    /// no leases (one node serves everything) and takes no fence.
+    pub fn write_batch_fenced(
+        &self,
+        fence: Option<&Fence>,
+        puts: &[(Key, Vec<u8>)],
+        deletes: &[Key],
+    ) -> Result<(), StoreError> {
+        match (self, fence) {
+            (AnyStore::Postgres(s), Some(f)) => s.write_batch_fenced(f, puts, deletes),
+            _ => self.write_batch(puts, deletes),
         }
     }
 }

@@ -167,7 +167,19 @@ impl<S: KvStore> DocStore<S> {
     /// [`KvStore::write_batch`], counting the document values among the puts
     /// (from [`incremental_value`]) for compaction as a save would.
     pub fn write_batch(&self, puts: &[(Key, Vec<u8>)], deletes: &[Key]) -> Result<(), StoreError> {
-        self.kv.write_batch(puts, deletes)?;
+        self.write_batch_with(puts, |kv| kv.write_batch(puts, deletes))
+    }
+
+    /// [`Self::write_batch`] through `write`, a call that writes `puts`
+    /// (and perhaps more) to the store in its own way, such as a fenced
+    /// batch of a backend with leases. The document values among `puts`
+    /// count for compaction once `write` succeeded.
+    pub fn write_batch_with(
+        &self,
+        puts: &[(Key, Vec<u8>)],
+        write: impl FnOnce(&S) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        write(&self.kv)?;
         for (key, _) in puts {
             if let [doc, kind, ..] = key.components()
                 && is_value_kind(kind)

@@ -49,6 +49,8 @@ impl Server {
                 idle_unload: Duration::from_secs(300),
                 fault_unload_delay: None,
                 fault_panic_name: None,
+                advertise: None,
+                lease: klad_server::cluster::DEFAULT_LEASE,
             },
         ));
         let addr = eventually("the server to listen", Duration::from_secs(30), || {

@@ -2,6 +2,8 @@
 //! command line, and samod clients that connect with a member's token.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};

@@ -6,8 +6,9 @@
 //! this binary), `store-load`, `store-write` (sled against PostgreSQL; see
 //! store_write.rs), `typing` (the phone's replica typing offline),
 //! `storm` (N members open the app at once; see storm.rs), `idle` (memory
-//! per idle connection; see idle.rs) or `desk` (the web desk's page times
-//! for 50 members and 2,000 contributions; see desk.rs).
+//! per idle connection; see idle.rs), `desk` (the web desk's page times
+//! for 50 members and 2,000 contributions; see desk.rs) or `nodes` (one
+//! klad-server node against two and three on PostgreSQL; see nodes.rs).
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
 //! see tests/data/README.md) through klad-core's public edit API and through
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 mod desk;
 mod idle;
+mod nodes;
 mod rawclient;
 mod samod_client;
 mod start;
@@ -243,6 +245,7 @@ fn main() -> anyhow::Result<()> {
         ["storm", rest @ ..] => tokio_main(storm::run(rest)),
         ["idle", rest @ ..] => tokio_main(idle::run(rest)),
         ["desk"] => tokio_main(desk::run()),
+        ["nodes"] => tokio_main(nodes::run()),
         other => anyhow::bail!(
             "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, store-write, typing, storm, idle or desk"
         ),

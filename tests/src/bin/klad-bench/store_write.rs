@@ -6,7 +6,9 @@
 //! each. One writer measures the latency of single writes (p50, p99); then
 //! `WRITERS` threads, each on a document of its own (as the server's hubs
 //! write different documents at once), measure writes per second. Prints a
-//! Markdown table with PostgreSQL/sled ratios.
+//! Markdown table with PostgreSQL/sled ratios, PostgreSQL both plain and
+//! fenced (each write also checks a process lease, as a node of several
+//! writes).
 //!
 //! The database comes from `KLAD_BENCH_POSTGRES` or `KLAD_TEST_POSTGRES`
 //! (`eval "$(bash scripts/postgres.sh)"`); the benchmark writes into a table
@@ -16,7 +18,67 @@ use std::time::Instant;
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT};
-use klad_store::{DocStore, KvStore, PgStore, SledStore};
+use klad_store::{Claim, DocStore, Fence, Key, KvStore, PgStore, SledStore, StoreError};
+
+/// PostgreSQL as a node of several writes to it: every write fenced by the
+/// lease of the process it belongs to (one more statement per transaction).
+/// Each document stands for a process of its own here (the 8 writers are 8
+/// processes' hubs), so it takes a lease of its own on its first write.
+#[derive(Clone)]
+struct Fenced {
+    store: PgStore,
+    fences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Fence>>>,
+}
+
+impl Fenced {
+    fn fence(&self, doc: &str) -> Result<Fence, StoreError> {
+        let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = fences.get(doc) {
+            return Ok(f.clone());
+        }
+        match self
+            .store
+            .claim(doc, "bench-node", "", std::time::Duration::from_secs(3600))?
+        {
+            Claim::Held(f) => {
+                fences.insert(doc.to_owned(), f.clone());
+                Ok(f)
+            }
+            other => Err(StoreError::Backend(format!(
+                "the bench lease of {doc} is held elsewhere: {other:?}"
+            ))),
+        }
+    }
+}
+
+impl KvStore for Fenced {
+    fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(key)
+    }
+    fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.write_batch(&[(key.clone(), value.to_vec())], &[])
+    }
+    fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.write_batch(&[], std::slice::from_ref(key))
+    }
+    fn scan_prefix(&self, prefix: &Key) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        self.store.scan_prefix(prefix)
+    }
+    fn scan_keys(&self, prefix: Option<&Key>) -> Result<Vec<Key>, StoreError> {
+        self.store.scan_keys(prefix)
+    }
+    fn write_batch(&self, puts: &[(Key, Vec<u8>)], deletes: &[Key]) -> Result<(), StoreError> {
+        let doc = puts
+            .first()
+            .map(|(k, _)| k)
+            .or(deletes.first())
+            .and_then(|k| k.components().first())
+            .cloned()
+            .unwrap_or_default();
+        let fence = self.fence(&doc)?;
+        self.store.write_batch_fenced(&fence, puts, deletes)
+    }
+}
 
 /// Writes by the single writer.
 const EDITS: usize = 2_000;
@@ -122,8 +184,16 @@ pub fn run() -> anyhow::Result<()> {
     let table = format!("klad_bench_{}", std::process::id());
     let pg_store = PgStore::open_with_table(&url, &table)?;
     let pg = measure(pg_store.clone(), &edits);
+    let fenced = measure(
+        Fenced {
+            store: pg_store.clone(),
+            fences: Default::default(),
+        },
+        &edits,
+    );
     pg_store.drop_tables()?;
     let pg = pg?;
+    let fenced = fenced?;
 
     println!(
         "| store ({EDITS} edits, one change and one durable write each) | p50 latency | p99 latency | writes/s, 1 writer | writes/s, {WRITERS} writers |"
@@ -132,6 +202,7 @@ pub fn run() -> anyhow::Result<()> {
     for (name, f) in [
         ("sled (data directory)", &sled),
         ("PostgreSQL (loopback)", &pg),
+        ("PostgreSQL, fenced (several nodes)", &fenced),
     ] {
         println!(
             "| {name} | {:.2} ms | {:.2} ms | {:.0} | {:.0} |",
@@ -144,6 +215,13 @@ pub fn run() -> anyhow::Result<()> {
         pg.p99_ms / sled.p99_ms,
         pg.single_per_sec / sled.single_per_sec,
         pg.concurrent_per_sec / sled.concurrent_per_sec
+    );
+    println!(
+        "| fenced PostgreSQL / sled | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+        fenced.p50_ms / sled.p50_ms,
+        fenced.p99_ms / sled.p99_ms,
+        fenced.single_per_sec / sled.single_per_sec,
+        fenced.concurrent_per_sec / sled.concurrent_per_sec
     );
     Ok(())
 }

@@ -35,6 +35,7 @@ pub mod gate;
 pub mod http;
 pub mod hubs;
 pub mod metrics;
+pub mod migrate;
 pub mod relay;
 pub mod server;
 pub mod store;

@@ -10,6 +10,7 @@ use klad_core::{Member, ProcessId, ProcessInfo};
 use klad_server::auth::admin_secret_path;
 use klad_server::client;
 use klad_server::http::{parse_role, parse_ttl};
+use klad_server::migrate;
 use klad_server::server::{self, SERVER_FILE, ServeConfig, ServerFile};
 use klad_server::store::StoreLocation;
 use klad_store::StoreError;
@@ -145,6 +146,18 @@ enum Command {
     Members {
         #[command(subcommand)]
         command: MembersCommand,
+    },
+    /// Copy this data directory's sled store (with its signing key and
+    /// admin secret) into an empty PostgreSQL database, to go on with
+    /// `--store postgres://...` (for example on several nodes). Stop the
+    /// server first; the sled store is left as it was.
+    Migrate {
+        /// The database: postgres://user:password@host:port/database.
+        #[arg(long, env = "KLAD_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Move a process to its next phase (consultation, then final).
     Phase {
@@ -362,6 +375,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Members { command } => members(&place, command).await,
+        Command::Migrate { to, json } => {
+            let data = place.data.clone();
+            let out =
+                tokio::task::spawn_blocking(move || migrate::to_postgres(&data, &to)).await??;
+            print_out(&serde_json::to_value(&out)?, json, |v| {
+                Ok(format!(
+                    "Copied {} entries ({} documents, {} bytes) and the signing key and admin secret into {}, and checked every one.\nStart the server with --store <that address> (or KLAD_STORE); the sled store in {} is left as it was: keep it as a backup until you have checked.",
+                    v["entries"],
+                    v["documents"],
+                    v["bytes"],
+                    s(&v["database"]),
+                    place.data.join("store").display()
+                ))
+            })
+        }
         Command::Phase { process, to, json } => {
             let out = facilitate(&place, Op::Phase { process, to }).await?;
             print_out(&out, json, |v| {

@@ -164,3 +164,78 @@ fn an_unreachable_database_stops_the_start_with_a_sentence() {
         "the password is never shown: {err}"
     );
 }
+
+/// A server that started on sled moves to PostgreSQL: `migrate --to`
+/// copies the store, the signing key and the admin secret, and the server
+/// started on the database has every document, and takes the tokens it
+/// issued before. A second copy into the same database is refused, and so is
+/// a copy while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_server_moves_to_postgres() {
+    let Some(admin_url) = postgres_url() else {
+        return;
+    };
+    let db = TempDatabase::create(&admin_url).await;
+    let mut server = Server::start(&[]).await;
+    let process = server.create_process("Verhuisd");
+    let anna = server.invite(&process, "Anna", "drafter");
+    let client = Client::connect(&server, &anna).await;
+    let doc = client.must_find(&anna.contributions_doc).await;
+    for key in ["een", "twee", "drie"] {
+        raw_put(&doc, key, "x");
+    }
+    let (peers, _) = doc.peers();
+    let conn = *peers.keys().next().expect("connected to the server");
+    tokio::time::timeout(Duration::from_secs(10), doc.they_have_our_changes(conn))
+        .await
+        .expect("the server acknowledges the writes");
+    client.stop().await;
+
+    // While the server runs, sled's lock refuses the copy.
+    let out = cli_output(&server.data, &["migrate", "--to", &db.url]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop it first"), "{err}");
+
+    assert!(server.terminate());
+    let v = cli(&server.data, &["migrate", "--to", &db.url, "--json"]);
+    assert!(v["entries"].as_u64().unwrap() >= 5, "{v}");
+    assert!(v["documents"].as_u64().unwrap() >= 3, "{v}");
+    // Not twice into one database.
+    let out = cli_output(&server.data, &["migrate", "--to", &db.url]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds a Klad store"), "{err}");
+
+    // The same data directory, now on PostgreSQL: Anna's old token works and
+    // her words are there; the command line (shared admin secret) too.
+    let mut moved = Server::start_in(server.data.clone(), &["--store", &db.url]).await;
+    let again = Client::connect(&moved, &anna).await;
+    let doc = again.must_find(&anna.contributions_doc).await;
+    eventually(
+        Duration::from_secs(20),
+        "Anna's words after the move",
+        || {
+            ["een", "twee", "drie"]
+                .iter()
+                .all(|k| has_key(&doc, k))
+                .then_some(())
+        },
+    )
+    .await;
+    let shown = cli(
+        &moved.data,
+        &[
+            "--store",
+            &db.url,
+            "process",
+            "show",
+            "--process",
+            &process.id,
+            "--json",
+        ],
+    );
+    assert_eq!(shown["title"], "Verhuisd", "{shown}");
+    again.stop().await;
+    moved.kill9();
+}

@@ -101,6 +101,34 @@ async fn wait_refused(nodes: &[Server], reason: &str) {
     panic!("no node counted a refused write for {reason}");
 }
 
+/// One HTTP/1.1 exchange over a fresh connection: status, head (header
+/// names in lower case) and body.
+async fn raw_http(addr: &str, request: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(LIMIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let head: String = head
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some((name, value)) => format!("{}:{value}\n", name.to_ascii_lowercase()),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    (status, head, body.to_owned())
+}
+
 /// Waits until the node `doc` syncs with has every change of `doc` (the
 /// hub says so only once they are stored), across reconnections.
 async fn acknowledged(doc: &DocHandle, limit: Duration) -> bool {
@@ -181,6 +209,39 @@ async fn three_nodes_serve_one_process_together() {
     assert!(
         metric_sum(&nodes, "klad_relayed_total").await >= 2,
         "connections to nodes 1 and 2 were relayed to node 0"
+    );
+
+    // The web desk through any node: Fien signs in on node 1, and her
+    // session (kept in the database) shows the articles on node 2.
+    let form = format!("token={}", fien.token);
+    let (status, head, _) = raw_http(
+        &nodes[1].addr,
+        &format!(
+            "POST /desk/in HTTP/1.1\r\nHost: {}\r\nSec-Fetch-Site: same-origin\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            nodes[1].addr,
+            form.len()
+        ),
+    )
+    .await;
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: klad_desk="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let (status, _, body) = raw_http(
+        &nodes[2].addr,
+        &format!(
+            "GET /desk/articles HTTP/1.1\r\nHost: {}\r\nCookie: klad_desk={cookie}\r\nConnection: close\r\n\r\n",
+            nodes[2].addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Artikel 1") && body.contains("Artikel 2"),
+        "the desk on node 2 shows both articles"
     );
 
     // Refusals as on one node: an observer's change, pushed through node 2.

@@ -398,6 +398,23 @@ impl Facilitation {
         Ok(())
     }
 
+    /// True when `pid` is a process of this server: the directory knows it,
+    /// or (created by another node since this one started) its record is
+    /// in the store.
+    pub async fn is_known(&self, pid: &ProcessId) -> bool {
+        if self.directory.process(pid).is_some() {
+            return true;
+        }
+        let Ok(key) = process_list_key(pid) else {
+            return false;
+        };
+        let kv = self.kv.clone();
+        matches!(
+            tokio::task::spawn_blocking(move || kv.get(&key)).await,
+            Ok(Ok(Some(_)))
+        )
+    }
+
     /// This node has just taken `pid` over from another node (several
     /// nodes on one database): what it kept in memory about the process may
     /// be behind what the other node wrote, so the process document is read

@@ -242,7 +242,12 @@ async fn process_of(relay: &Relay, req: Request) -> (Request, Option<ProcessId>)
     if let Some(rest) = path.strip_prefix("/api/processes/") {
         let segment = rest.split('/').next().unwrap_or("");
         let decoded = percent_decode(segment);
-        let process = decoded.filter(|p| !p.is_empty()).map(ProcessId);
+        let process = match decoded.filter(|p| !p.is_empty()).map(ProcessId) {
+            // Anyone may name any id here: no lease for a process that does
+            // not exist (the API answers 404 for it on this node).
+            Some(p) if relay.facilitation.is_known(&p).await => Some(p),
+            _ => None,
+        };
         return (req, process);
     }
     if let Some(token) = path.strip_prefix("/desk/in/") {

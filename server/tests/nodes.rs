@@ -288,6 +288,23 @@ async fn three_nodes_serve_one_process_together() {
         assert_eq!(resp.status, 200, "{}", resp.body);
         assert_eq!(resp.json().unwrap()["phase"], "consultation");
     }
+    // An id that names no process is refused as on one node (Fien's token
+    // is for another process) and takes no lease.
+    let resp = nodes[1]
+        .http(
+            "GET",
+            "/api/processes/2ZZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            Some(&fien.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, 401, "{}", resp.body);
+    let leases = sql(&db.url, "SELECT count(*) FROM klad_kv_lease").await;
+    assert_eq!(
+        leases[0].get::<_, i64>(0),
+        1,
+        "one lease: the one process's"
+    );
     // A token that does not verify is refused by the node it reaches.
     let (status, _) = refusal(&nodes[1].ws_url("v4.public.bogus"), None).await;
     assert_eq!(status, 401);

@@ -115,6 +115,18 @@ pub enum StoreError {
         /// What the driver or the database reported.
         detail: String,
     },
+    /// TLS to a PostgreSQL database could not be set up: the address asks
+    /// for a mode that is not supported, the CA file named by `sslrootcert`
+    /// is unusable, the server offers no TLS where the address requires it,
+    /// or its certificate did not verify.
+    #[error("Could not set up TLS with the PostgreSQL database {address}: {detail}")]
+    Tls {
+        /// The address, without its password.
+        address: String,
+        /// What went wrong and what to do, as a sentence ending in a full
+        /// stop.
+        detail: String,
+    },
     /// A PostgreSQL database refused or failed a read or write.
     #[error(
         "The PostgreSQL database {address} could not be read or written ({detail}). Check that the database server runs, that the user may read and write the store's tables and that its disk is not full, then try again."

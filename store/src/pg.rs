@@ -47,6 +47,34 @@
 //! deadpool-postgres would bring its own runtime assumptions and options for
 //! what is ten lines here.)
 //!
+//! # TLS
+//!
+//! Every connection does TLS as the address says, the way libpq's users
+//! expect (`?sslmode=require&sslrootcert=/etc/klad/db-ca.pem` in a
+//! `postgres://` address, or `sslmode=require sslrootcert=...` in the
+//! `key=value` form):
+//!
+//! | address says | connection |
+//! | --- | --- |
+//! | `sslmode=disable` | plain TCP |
+//! | nothing, or `sslmode=prefer` | TLS if the server offers it, else plain TCP |
+//! | `sslmode=require` | TLS, or no connection |
+//! | `sslrootcert=<PEM file>`, with `sslmode` `verify-full`, `require`, `prefer` or none | TLS, or no connection; the server's certificate must chain to a CA in the file and name the address's host |
+//!
+//! Without `sslrootcert` any certificate is accepted, as libpq's `require`
+//! does: the session is encrypted (the handshake signatures are checked, so
+//! the server holds the key of the certificate it shows), which stops
+//! eavesdroppers but not an impostor in the middle, who can show a
+//! certificate of its own. `sslrootcert` verifies the server as libpq's
+//! `verify-full` does. Without a CA file, `channel_binding=require` (SCRAM
+//! logins) at least binds the login to the certificate the client saw, so
+//! it fails through an impostor and the password is never sent in the
+//! clear. `verify-ca`, `allow`, `sslrootcert=system` and
+//! client certificates (`sslcert`, `sslkey`) are not supported; the first
+//! three are refused with a sentence, the last two as unknown parameters.
+//! TLS is rustls with the ring provider; the CA file is read when the store
+//! opens. See `tls` for how the parameters are read.
+//!
 //! # Durability
 //!
 //! A write is durable when its `COMMIT` returns (PostgreSQL's default
@@ -63,11 +91,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 
 use crate::kv::{Key, KvStore, StoreError, decode_key, encode_key};
 
 mod lease;
+mod tls;
 
 pub use self::lease::{Claim, Fence};
 
@@ -105,6 +134,8 @@ struct Inner {
     /// Dropped with the last handle: the runtime thread then stops.
     _stop: tokio::sync::oneshot::Sender<()>,
     config: Config,
+    /// TLS as the address asks for it (see `tls`).
+    tls: tls::Tls,
     /// The address without its password, for messages.
     shown: String,
     table: String,
@@ -137,9 +168,11 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`,
     /// or libpq's `key=value` form) and opens the store in its table
-    /// [`DEFAULT_TABLE`], creating the tables on first use.
+    /// [`DEFAULT_TABLE`], creating the tables on first use. TLS follows the
+    /// address's `sslmode` and `sslrootcert` (see "TLS" in the module docs).
     ///
     /// Fails with [`StoreError::Address`] for an address that does not parse,
+    /// [`StoreError::Tls`] when TLS cannot be set up as the address asks,
     /// [`StoreError::Unreachable`] when the database cannot be reached or
     /// refuses the login, and [`StoreError::Schema`] when the tables were
     /// written by a newer Klad.
@@ -153,6 +186,8 @@ impl PgStore {
     /// give each store its own table).
     pub fn open_with_table(url: &str, table: &str) -> Result<Self, StoreError> {
         check_table_name(table)?;
+        let (url, tls_params) =
+            tls::split_address(url).map_err(|detail| StoreError::Address { detail })?;
         let mut config: Config = url.parse().map_err(|e| StoreError::Address {
             detail: format!("{e}"),
         })?;
@@ -163,6 +198,7 @@ impl PgStore {
             config.application_name("klad");
         }
         let shown = shown_address(&config);
+        let tls = tls::Tls::new(tls_params, &mut config, &shown)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -183,6 +219,7 @@ impl PgStore {
                 runtime: handle,
                 _stop: stop,
                 config,
+                tls,
                 shown,
                 table: table.to_owned(),
                 pool: (0..DEFAULT_CONNECTIONS)
@@ -266,20 +303,33 @@ impl Inner {
         })
     }
 
-    async fn connect(&self) -> Result<Conn, StoreError> {
+    /// A new connection, with TLS as the address asks, its driver running
+    /// on this runtime.
+    async fn open_client(&self) -> Result<Client, StoreError> {
         let (client, connection) =
             self.config
-                .connect(NoTls)
+                .connect(self.tls.connector())
                 .await
-                .map_err(|e| StoreError::Unreachable {
-                    address: self.shown.clone(),
-                    detail: describe(&e),
+                .map_err(|e| match self.tls.failure(&e) {
+                    Some(detail) => StoreError::Tls {
+                        address: self.shown.clone(),
+                        detail,
+                    },
+                    None => StoreError::Unreachable {
+                        address: self.shown.clone(),
+                        detail: describe(&e),
+                    },
                 })?;
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the
-            // next call on this slot sees `is_closed` and reconnects.
+            // next call on its slot sees `is_closed` and reconnects.
             let _ = connection.await;
         });
+        Ok(client)
+    }
+
+    async fn connect(&self) -> Result<Conn, StoreError> {
+        let client = self.open_client().await?;
         let t = &self.table;
         let sql = [
             format!("SELECT v FROM {t} WHERE k = $1"),
@@ -323,17 +373,7 @@ impl Inner {
         let t = &self.table;
         let mut slot = self.connection().await?;
         // The statements need the tables, so this connection is made by hand.
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| StoreError::Unreachable {
-                    address: self.shown.clone(),
-                    detail: describe(&e),
-                })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = self.open_client().await?;
         let lease_table = lease::create_sql(t);
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {t} (k BYTEA PRIMARY KEY, v BYTEA NOT NULL);

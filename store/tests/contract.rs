@@ -436,6 +436,7 @@ backend_suite!(sled: Sled, mem: Mem, postgres: Pg);
 /// the schema version row.
 mod postgres_only {
     use super::*;
+    use klad_store::StoreError;
 
     #[test]
     fn two_nodes_on_one_table_see_each_others_writes() {
@@ -587,5 +588,217 @@ mod postgres_only {
         assert_eq!(b.put_if_absent(&key(&["k"]), b"second").unwrap(), b"first");
         drop(b);
         a.drop_tables().unwrap();
+    }
+
+    /// `url` with `params` (`k=v&k=v`) added to its query.
+    fn with_params(url: &str, params: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{params}")
+    }
+
+    /// The test database's address in libpq's `key=value` form, on `host`,
+    /// followed by `extra`.
+    fn key_value_address(url: &str, host: &str, extra: &str) -> String {
+        let c: tokio_postgres::Config = url.parse().unwrap();
+        let password = String::from_utf8(c.get_password().unwrap_or_default().to_vec()).unwrap();
+        format!(
+            "host={host} port={} user={} password='{password}' dbname={} {extra}",
+            c.get_ports().first().copied().unwrap_or(5432),
+            c.get_user().unwrap(),
+            c.get_dbname().unwrap()
+        )
+    }
+
+    /// For each server backend whose `application_name` is `name`: whether
+    /// its session is encrypted (`pg_stat_ssl`), as the test's own plain
+    /// connection sees it.
+    fn backends_encrypted(url: &str, name: &str) -> Vec<bool> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query(
+                    "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                     WHERE a.application_name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect()
+        })
+    }
+
+    /// Opens a store at `address`, writes and reads through it, and returns
+    /// it (its connections stay open).
+    fn open_and_use(address: &str) -> PgStore {
+        let store = PgStore::open_with_table(address, &unique_table()).unwrap();
+        store.put(&key(&["tls"]), b"secret").unwrap();
+        assert_eq!(
+            store.get(&key(&["tls"])).unwrap().as_deref(),
+            Some(&b"secret"[..])
+        );
+        store
+    }
+
+    /// The server runs with `ssl = on`: `require` and `prefer` (also the
+    /// default) encrypt every connection of the store, `disable` none. Each
+    /// store gets an `application_name` of its own, so the check sees only
+    /// its backends while other tests run.
+    #[test]
+    fn sslmode_decides_whether_the_store_connections_are_encrypted() {
+        let Some(url) = postgres_url() else { return };
+        for (params, encrypted) in [
+            ("sslmode=require", true),
+            // SCRAM bound to the server's certificate: needs TLS whose
+            // connector hands tokio-postgres the certificate.
+            ("sslmode=require&channel_binding=require", true),
+            ("sslmode=prefer", true),
+            ("", true),
+            ("sslmode=disable", false),
+        ] {
+            let name = unique_table();
+            let address = with_params(&url, &format!("application_name={name}&{params}"));
+            let store = open_and_use(&address);
+            let backends = backends_encrypted(&url, &name);
+            assert!(
+                !backends.is_empty() && backends.iter().all(|&ssl| ssl == encrypted),
+                "{params}: backends encrypted {backends:?}"
+            );
+            store.drop_tables().unwrap();
+        }
+    }
+
+    /// Debian's snakeoil certificate, which the test server presents
+    /// (`ssl_cert_file`), or `None` with a note.
+    fn server_certificate() -> Option<&'static str> {
+        let path = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+        if std::path::Path::new(path).exists() {
+            Some(path)
+        } else {
+            eprintln!(
+                "\n*** NOTE: {path} is missing: the sslrootcert test against the server's own certificate was SKIPPED. ***\n"
+            );
+            None
+        }
+    }
+
+    /// `sslrootcert` naming the server's own (self-signed) certificate:
+    /// verified and encrypted when the address names the host in the
+    /// certificate; refused, naming the file, when the address names
+    /// another host. On this machine Debian made the certificate for
+    /// `localhost` (its only name); where it was made for the machine's host
+    /// name instead, the first half fails and says so.
+    #[test]
+    fn sslrootcert_verifies_the_certificate_and_the_host_name() {
+        let Some(url) = postgres_url() else { return };
+        let Some(cert) = server_certificate() else {
+            return;
+        };
+        let name = unique_table();
+        let address = key_value_address(
+            &url,
+            "localhost",
+            &format!("sslrootcert={cert} application_name={name}"),
+        );
+        let store = PgStore::open_with_table(&address, &unique_table())
+            .unwrap_or_else(|e| panic!("{cert} should verify the server as localhost: {e}"));
+        store.put(&key(&["tls"]), b"verified").unwrap();
+        let backends = backends_encrypted(&url, &name);
+        assert!(
+            !backends.is_empty() && backends.iter().all(|&ssl| ssl),
+            "{backends:?}"
+        );
+        store.drop_tables().unwrap();
+
+        // Same certificate, but the address names 127.0.0.1.
+        let address = key_value_address(&url, "127.0.0.1", &format!("sslrootcert={cert}"));
+        let err = PgStore::open(&address).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Tls { .. }), "{err:?}");
+        assert!(
+            msg.contains("did not verify") && msg.contains(cert) && msg.contains("127.0.0.1"),
+            "{msg}"
+        );
+        assert!(msg.ends_with('.') && !msg.contains(":klad@"), "{msg}");
+    }
+
+    /// A throwaway CA (EC P-256, valid until 2126) that signed nothing.
+    const OTHER_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBvTCCAWOgAwIBAgIUQWzgQpB1QP/SYc5vN/DZU5JxWWcwCgYIKoZIzj0EAwIw
+KzEpMCcGA1UEAwwgS2xhZCB0ZXN0IENBIHRoYXQgc2lnbmVkIG5vdGhpbmcwIBcN
+MjYxMTMwMTAyNzUwWhgPMjEyNjExMDYxMDI3NTBaMCsxKTAnBgNVBAMMIEtsYWQg
+dGVzdCBDQSB0aGF0IHNpZ25lZCBub3RoaW5nMFkwEwYHKoZIzj0CAQYIKoZIzj0D
+AQcDQgAE62JDIx2rkZl5yLmDJuSsg3+WsSaMmB9cOsRhGtD6zb+8JGIajfDlA36p
+EMsJ1v+DQ5gnDmLJrM/pzDqGabQYs6NjMGEwHQYDVR0OBBYEFF9nOA6mqj1sjTBL
+abaZ4n7y00XPMB8GA1UdIwQYMBaAFF9nOA6mqj1sjTBLabaZ4n7y00XPMA8GA1Ud
+EwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgIEMAoGCCqGSM49BAMCA0gAMEUCIQD+
+3O8lKl3bwIqlfxShArq+oE21OrdXEuiE0d1iuLHgewIgVuLMVlyAl8vh8aOgtIDf
+PCg8yO/b1oU/n0l7++1BIa8=
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn sslrootcert_with_a_ca_that_did_not_sign_the_server_is_refused() {
+        let Some(url) = postgres_url() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("other-ca.pem");
+        std::fs::write(&ca, OTHER_CA).unwrap();
+        let address = with_params(&url, &format!("sslrootcert={}", ca.display()));
+        let err = PgStore::open(&address).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Tls { .. }), "{err:?}");
+        assert!(
+            msg.contains("did not verify") && msg.contains(&*ca.to_string_lossy()),
+            "{msg}"
+        );
+        assert!(msg.ends_with('.') && !msg.contains(":klad@"), "{msg}");
+    }
+
+    /// Needs no database: the CA file is read before connecting.
+    #[test]
+    fn a_missing_sslrootcert_file_is_a_sentence_naming_it() {
+        let address = "postgres://klad:pw@127.0.0.1:1/klad_none?sslmode=verify-full&sslrootcert=/no/such/dir/ca.pem";
+        let err = PgStore::open(address).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Tls { .. }), "{err:?}");
+        assert!(
+            msg.contains("/no/such/dir/ca.pem")
+                && msg.contains("could not be read")
+                && msg.contains("postgres://klad@127.0.0.1:1/klad_none"),
+            "{msg}"
+        );
+        assert!(msg.ends_with('.') && !msg.contains("pw"), "{msg}");
+    }
+
+    /// Needs no database: a listener on loopback that answers PostgreSQL's
+    /// TLS request with "no", as a server with `ssl = off` does.
+    #[test]
+    fn require_against_a_server_without_tls_is_a_sentence() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = [0; 8];
+            socket.read_exact(&mut request).unwrap();
+            socket.write_all(b"N").unwrap();
+        });
+        let err = PgStore::open(&format!(
+            "postgres://klad:pw@127.0.0.1:{port}/klad_none?sslmode=require"
+        ))
+        .unwrap_err();
+        server.join().unwrap();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Tls { .. }), "{err:?}");
+        assert!(msg.contains("does not offer TLS"), "{msg}");
+        assert!(msg.ends_with('.') && !msg.contains("pw"), "{msg}");
     }
 }

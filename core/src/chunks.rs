@@ -231,7 +231,11 @@ mod tests {
         assert!(check_chunks(bundle.bytes()).unwrap_err().contains("bundle"));
         let mut stored = doc.save();
         stored.extend_from_slice(bundle.bytes());
-        assert!(check_chunks(&stored).unwrap_err().contains("chunk number 1"));
+        assert!(
+            check_chunks(&stored)
+                .unwrap_err()
+                .contains("chunk number 1")
+        );
     }
 
     #[test]

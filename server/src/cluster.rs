@@ -66,6 +66,10 @@ struct Held {
     /// When this node took it (a renewal that started earlier may not
     /// include it yet).
     taken: Instant,
+    /// What this node keeps in memory about the process was read again
+    /// after taking it ([`Cluster::ready`]); until then every use is told
+    /// `fresh`.
+    ready: bool,
 }
 
 /// This node's leases.
@@ -129,7 +133,7 @@ impl Cluster {
             && h.until > now
         {
             h.used = now;
-            return Ok(Owner::Here { fresh: false });
+            return Ok(Owner::Here { fresh: !h.ready });
         }
         let (store, node, address, ttl, pid) = (
             self.store.clone(),
@@ -145,7 +149,7 @@ impl Cluster {
         match claim {
             Claim::Held(fence) => {
                 let before = held.get(process).filter(|h| h.fence == fence.number);
-                let fresh = before.is_none();
+                let fresh = before.is_none_or(|h| !h.ready);
                 let taken = before.map_or(now, |h| h.taken);
                 held.insert(
                     process.clone(),
@@ -154,6 +158,7 @@ impl Cluster {
                         until: now + self.ttl - self.ttl / 4,
                         used: now,
                         taken,
+                        ready: !fresh,
                     },
                 );
                 if fresh {
@@ -165,6 +170,14 @@ impl Cluster {
                 held.remove(process);
                 Ok(Owner::There { address })
             }
+        }
+    }
+
+    /// What this node keeps in memory about `process` has been read again
+    /// since it took the process: later uses are no longer `fresh`.
+    pub fn ready(&self, process: &ProcessId) {
+        if let Some(h) = self.held().get_mut(process) {
+            h.ready = true;
         }
     }
 

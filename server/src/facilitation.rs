@@ -558,9 +558,10 @@ impl Facilitation {
     /// Callers hold `serial`.
     async fn open(&self, pid: &ProcessId) -> Result<(Lease, Automerge), FacilitationError> {
         self.own(pid).await?;
-        if self.hubs.cluster().is_some() {
+        if let Some(cluster) = self.hubs.cluster() {
             // Another node may have created it after this one started.
             self.verify_serialised(pid).await?;
+            cluster.ready(pid);
         }
         if self.directory.process(pid).is_none() {
             return Err(FacilitationError::NotFound(format!(
@@ -701,6 +702,9 @@ impl Facilitation {
         self.fault_point(title);
         let info = self.commit_process(&lease, &empty, &created).await?;
         self.verified_now(&pid);
+        if let Some(cluster) = self.hubs.cluster() {
+            cluster.ready(&pid);
+        }
         tracing::info!(process = %pid, title = %info.title, "process created");
         let created = CreatedProcess {
             process_doc: pid.to_string(),

@@ -187,9 +187,14 @@ pub async fn layer(State(relay): State<Arc<Relay>>, req: Request, next: Next) ->
     };
     match relay.cluster.owner(&process).await {
         Ok(Owner::Here { fresh }) => {
-            if fresh && let Err(e) = relay.facilitation.take_over(&process).await {
-                tracing::error!(process = %process, error = %e, "could not read a process taken over from another node");
-                return ApiError::from(e).into_response();
+            if fresh {
+                // Every use until this has been done is told `fresh`; each
+                // reads again (serialised), which is harmless.
+                if let Err(e) = relay.facilitation.take_over(&process).await {
+                    tracing::error!(process = %process, error = %e, "could not read a process taken over from another node");
+                    return ApiError::from(e).into_response();
+                }
+                relay.cluster.ready(&process);
             }
             next.run(req).await
         }

@@ -12,6 +12,12 @@ use samod::{DialError, Dialer, PeerId, Transport};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 
+/// How long opening the websocket (TCP, TLS, the HTTP upgrade) may take
+/// before the attempt counts as failed and samod tries again. Without it an
+/// attempt whose handshake a bad network swallowed (no answer, no reset)
+/// waits for ever, and the phone never comes back online.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// TLS settings for `wss://`: the webpki roots, the ring provider.
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let roots = rustls::RootCertStore {
@@ -41,6 +47,14 @@ pub fn sync_url(server: &url::Url, query: &SyncQuery) -> url::Url {
     url.set_path(SYNC_PATH);
     url.set_query(Some(&query.to_query()));
     url
+}
+
+/// Where a connection's incoming stream is: waiting for the server's first
+/// message (bounded by [`CONNECT_TIMEOUT`]), for the next ones, or over.
+enum Waiting {
+    First,
+    Next,
+    Over,
 }
 
 /// Why a connection attempt failed, as a sentence.
@@ -80,13 +94,22 @@ impl Dialer for WsDialer {
             } else {
                 Some(Connector::Plain)
             };
-            let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
-                url.as_str(),
-                None,
-                true,
-                connector,
+            let (ws, response) = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_tungstenite::connect_async_tls_with_config(
+                    url.as_str(),
+                    None,
+                    true,
+                    connector,
+                ),
             )
             .await
+            .map_err(|_| {
+                DialError::transient(ConnectError(format!(
+                    "the server did not answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            })?
             .map_err(DialError::transient)?;
             if let Some(k) = response
                 .headers()
@@ -102,6 +125,34 @@ impl Dialer for WsDialer {
                     _ => None,
                 })
             });
+            // The server answers the phone's `join` at once; a connection
+            // that brings no first message in CONNECT_TIMEOUT lost it on
+            // the way, and samod (which has no timeouts) would wait on it
+            // for ever: it ends, and samod dials again.
+            let stream = futures::stream::unfold(
+                (Box::pin(stream), Waiting::First),
+                |(mut s, waiting)| async move {
+                    match waiting {
+                        Waiting::Over => None,
+                        Waiting::Next => s.next().await.map(|item| (item, (s, Waiting::Next))),
+                        Waiting::First => {
+                            match tokio::time::timeout(CONNECT_TIMEOUT, s.next()).await {
+                                Ok(next) => next.map(|item| (item, (s, Waiting::Next))),
+                                // The error ends the connection; nothing after it.
+                                Err(_) => Some((
+                                    Err(tokio_tungstenite::tungstenite::Error::Io(
+                                        std::io::Error::new(
+                                            std::io::ErrorKind::TimedOut,
+                                            "the server did not answer the join",
+                                        ),
+                                    )),
+                                    (s, Waiting::Over),
+                                )),
+                            }
+                        }
+                    }
+                },
+            );
             // Each frame samod sends goes out with its change signatures first.
             // The error type is the socket's own (the sink's), hence its size.
             #[allow(clippy::result_large_err)]

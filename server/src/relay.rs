@@ -234,13 +234,7 @@ async fn process_of(relay: &Relay, req: Request) -> (Request, Option<ProcessId>)
                     .find(|(k, _)| k == "token")
                     .map(|(_, v)| v)
             })
-            .or_else(|| {
-                let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-                let (scheme, token) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.to_owned())
-            });
+            .or_else(|| crate::http::bearer(req.headers()));
         let process = token.as_deref().and_then(token_process);
         return (req, process);
     }

@@ -67,6 +67,12 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(30);
 /// How often a failing store is tried before its document is given up.
 const STORE_ATTEMPTS: u32 = 5;
 
+/// How long one store or load call may take before it counts as failed and
+/// its document is given up (the call itself cannot be cancelled: it
+/// finishes, or not, on the blocking pool). sled can block for good on a
+/// full disk; a healthy call takes milliseconds.
+pub const STORE_CALL_LIMIT: Duration = Duration::from_secs(20);
+
 /// The sentence a client that reads too slowly is closed with.
 const SLOW_CLIENT: &str =
     "This connection fell too far behind reading the server's messages; reconnect to sync again.";
@@ -689,22 +695,35 @@ impl Task {
         let done = self.done_tx.clone();
         tokio::spawn(async move {
             let id = doc.clone();
-            let loaded = tokio::task::spawn_blocking(move || docs.load(&id)).await;
+            let kv = docs.kv().clone();
+            let loaded = tokio::time::timeout(
+                STORE_CALL_LIMIT,
+                tokio::task::spawn_blocking(move || docs.load(&id)),
+            )
+            .await;
             let event = match loaded {
-                Ok(Ok(content)) => Event::DocLoaded {
-                    doc,
-                    content: content.map(Box::new),
+                Err(_) => {
+                    metrics.storage_error();
+                    kv.call_timed_out(STORE_CALL_LIMIT);
+                    tracing::error!(document = %doc, limit = ?STORE_CALL_LIMIT, "a document load did not return in time; its connections are closed");
+                    Event::StoreFailed { doc }
+                }
+                Ok(loaded) => match loaded {
+                    Ok(Ok(content)) => Event::DocLoaded {
+                        doc,
+                        content: content.map(Box::new),
+                    },
+                    Ok(Err(e)) => {
+                        metrics.storage_error();
+                        tracing::error!(document = %doc, error = %e, "a document could not be loaded; its connections are closed");
+                        Event::StoreFailed { doc }
+                    }
+                    Err(e) => {
+                        metrics.storage_error();
+                        tracing::error!(document = %doc, error = %e, "a document load panicked or was cancelled");
+                        Event::StoreFailed { doc }
+                    }
                 },
-                Ok(Err(e)) => {
-                    metrics.storage_error();
-                    tracing::error!(document = %doc, error = %e, "a document could not be loaded; its connections are closed");
-                    Event::StoreFailed { doc }
-                }
-                Err(e) => {
-                    metrics.storage_error();
-                    tracing::error!(document = %doc, error = %e, "a document load panicked or was cancelled");
-                    Event::StoreFailed { doc }
-                }
             };
             // The hub task ended (shutdown timed out): nothing to tell.
             let _ = done.send(Done::Loaded(event));
@@ -739,12 +758,19 @@ impl Task {
                     },
                 };
                 let started = Instant::now();
-                let result = tokio::task::spawn_blocking(move || {
+                let kv = docs.kv().clone();
+                let call = tokio::task::spawn_blocking(move || {
                     append(&docs, &id, &bytes, |kv, puts| {
                         kv.write_batch_fenced(fence.as_ref(), puts, &[])
                     })
-                })
-                .await;
+                });
+                let Ok(result) = tokio::time::timeout(STORE_CALL_LIMIT, call).await else {
+                    // Another attempt would only pile up behind this one.
+                    metrics.storage_error();
+                    kv.call_timed_out(STORE_CALL_LIMIT);
+                    tracing::error!(document = %doc, attempt, limit = ?STORE_CALL_LIMIT, "a document store did not return in time");
+                    break;
+                };
                 match result {
                     Ok(Ok(())) => {
                         metrics.observe_flush(started.elapsed());
@@ -754,6 +780,12 @@ impl Task {
                     Ok(Err(Fenced(e))) => {
                         metrics.fenced_write();
                         tracing::warn!(document = %doc, error = %e, "a store was refused: another node serves the process now");
+                        break;
+                    }
+                    Ok(Err(e @ AppendError::Broken(_))) => {
+                        // Retrying cannot help until the store is opened again.
+                        metrics.storage_error();
+                        tracing::error!(document = %doc, attempt, error = %e, "a document store was refused");
                         break;
                     }
                     Ok(Err(e)) => {
@@ -810,6 +842,8 @@ fn trace_frame(dir: &str, conn: ConnId, bytes: &[u8]) {
 enum AppendError {
     /// The store refused a fenced write: another node serves the process.
     Fenced(StoreError),
+    /// The store refuses writes until it is opened again.
+    Broken(StoreError),
     /// Anything else, as a sentence.
     Other(String),
 }
@@ -818,7 +852,7 @@ use AppendError::Fenced;
 impl std::fmt::Display for AppendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Fenced(e) => write!(f, "{e}"),
+            Fenced(e) | AppendError::Broken(e) => write!(f, "{e}"),
             AppendError::Other(s) => f.write_str(s),
         }
     }
@@ -844,6 +878,7 @@ fn append<S: KvStore>(
     docs.write_batch_with(&puts, |kv| write(kv, &puts))
         .map_err(|e| match e {
             StoreError::Fenced { .. } => Fenced(e),
+            StoreError::NeedsReopen(_) => AppendError::Broken(e),
             e => AppendError::Other(e.to_string()),
         })
 }

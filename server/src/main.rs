@@ -96,6 +96,13 @@ struct ServeArgs {
     #[arg(long, env = "KLAD_FAULT_PANIC_NAME", hide = true)]
     fault_panic_name: Option<String>,
 
+    /// Test-only fault injection: the store's n-th sync of its log (and
+    /// every later one) fails with an I/O error, as a failing disk's
+    /// fdatasync does. Only in the first run: not after the server
+    /// restarted itself to recover.
+    #[arg(long, env = "KLAD_FAULT_SYNC_FAIL_AT", hide = true)]
+    fault_sync_fail_at: Option<u64>,
+
     /// With several nodes on one PostgreSQL database: the address other
     /// nodes reach this one at, e.g. http://10.0.0.5:7700 (they relay
     /// connections for the processes it serves to it). Default: the
@@ -268,6 +275,7 @@ fn misplaced_serve_option(matches: &ArgMatches) -> Option<String> {
         ("fault_put_delay_ms", "--fault-put-delay-ms"),
         ("fault_unload_delay_ms", "--fault-unload-delay-ms"),
         ("fault_panic_name", "--fault-panic-name"),
+        ("fault_sync_fail_at", "--fault-sync-fail-at"),
         ("advertise", "--advertise"),
         ("lease_secs", "--lease-secs"),
     ];
@@ -604,8 +612,10 @@ async fn serve(place: &Place, args: ServeArgs) -> anyhow::Result<()> {
             .fault_unload_delay_ms
             .map(std::time::Duration::from_millis),
         fault_panic_name: args.fault_panic_name,
+        fault_sync_fail_at: args.fault_sync_fail_at,
         advertise: args.advertise,
         lease: std::time::Duration::from_secs(args.lease_secs.max(1)),
+        restart_in_place: true,
     })
     .await
 }

@@ -29,6 +29,8 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     storage_errors: AtomicU64,
+    store_broken: AtomicI64,
+    store_restarts: AtomicU64,
     fenced_writes: AtomicU64,
     relayed: AtomicU64,
     http_panics: AtomicU64,
@@ -170,6 +172,19 @@ impl Metrics {
         self.storage_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The store refuses writes until it is opened again (`true`), or the
+    /// server has just started on it (`false`).
+    pub fn set_store_broken(&self, broken: bool) {
+        self.store_broken
+            .store(i64::from(broken), Ordering::Relaxed);
+    }
+
+    /// This process restarted itself `n` times so far to open its store
+    /// again (the count is handed on across the restarts).
+    pub fn set_store_restarts(&self, n: u64) {
+        self.store_restarts.store(n, Ordering::Relaxed);
+    }
+
     /// A write for a process was refused because another node serves it now.
     pub fn fenced_write(&self) {
         self.fenced_writes.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +274,11 @@ impl Metrics {
             g(&self.storage_errors),
         );
         counter(
+            "klad_store_restarts_total",
+            "Times the server restarted itself in place to open its store again after the disk failed a write (sled), since it was started.",
+            g(&self.store_restarts),
+        );
+        counter(
             "klad_fenced_writes_total",
             "Writes refused because another node took the process's lease over (several nodes on PostgreSQL).",
             g(&self.fenced_writes),
@@ -310,6 +330,11 @@ impl Metrics {
                 "klad_processes_loaded",
                 "Processes whose hub is running.",
                 &self.processes_loaded,
+            ),
+            (
+                "klad_store_broken",
+                "1 while the store refuses writes since the disk failed one (sled; the server restarts itself in place once the data directory takes writes again), else 0.",
+                &self.store_broken,
             ),
         ] {
             let _ = writeln!(

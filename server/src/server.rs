@@ -62,12 +62,40 @@ pub struct ServeConfig {
     /// Fault injection for tests: a member or process of this name panics
     /// between its first write and its commit point (never in production).
     pub fault_panic_name: Option<String>,
+    /// Fault injection for tests: the store's n-th sync of its log, and
+    /// every later one, fails (sled only; not after a restart in place).
+    pub fault_sync_fail_at: Option<u64>,
     /// Where other nodes reach this one (`http://host:port`), with several
     /// nodes on PostgreSQL; `None`: the listening address.
     pub advertise: Option<String>,
     /// How long a node's lease of a process lasts without renewal.
     pub lease: Duration,
+    /// When the store refuses writes until it is opened again (sled, after
+    /// the disk failed a write) and the data directory takes writes again:
+    /// `true` restarts this program in place (the `klad-server` binary: same
+    /// process id, arguments and environment); `false` (a server embedded
+    /// in another program, as in tests) stops serving with an error.
+    pub restart_in_place: bool,
 }
+
+/// The environment variable that counts a server's restarts in place.
+const RESTARTS_ENV: &str = "KLAD_STORE_RESTARTS";
+
+/// The environment variable that hands the listening socket (its file
+/// descriptor number) to the program a restart in place starts.
+const LISTEN_FD_ENV: &str = "KLAD_LISTEN_FD";
+
+/// How much the data directory must take (written and synced) before a
+/// server whose store broke restarts to open it again.
+const PROBE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a broken store is reported before the server restarts to open
+/// it again (see [`watch_store`]).
+const RESTART_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a restart in place waits for connections to close and stores
+/// to finish before it restarts anyway (nothing waiting is acknowledged).
+const RESTART_GRACE: Duration = Duration::from_secs(10);
 
 /// How the engine is opened.
 #[derive(Clone, Debug)]
@@ -310,6 +338,136 @@ impl Engine {
     }
 }
 
+/// Watches the store: once it refuses writes until it is opened again (sled,
+/// after the disk failed a write or a store call never returned), says so
+/// (log, `klad_store_broken`), and once the data directory takes a write
+/// and a sync of [`PROBE_BYTES`] again, sends the reason on `broke`. It
+/// waits [`RESTART_AFTER`] first (so the state shows in metrics scraped
+/// now and then), twice as long after each earlier restart (at most 64
+/// times), so a disk that fails again does not make the server restart in
+/// a tight loop.
+async fn watch_store(
+    store: AnyStore,
+    data: PathBuf,
+    metrics: Arc<Metrics>,
+    restarts: u64,
+    broke: tokio::sync::oneshot::Sender<String>,
+) {
+    let why = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(why) = store.broken() {
+            break why;
+        }
+    };
+    metrics.set_store_broken(true);
+    tracing::error!(reason = %why, data = %data.display(), "the store refuses writes until it is opened again; documents in memory are still served; the server restarts itself once the data directory takes writes again (free disk space)");
+    tokio::time::sleep(RESTART_AFTER * (1 << restarts.min(6))).await;
+    loop {
+        let dir = data.clone();
+        match tokio::task::spawn_blocking(move || probe(&dir)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the data directory does not take writes yet")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = broke.send(why);
+}
+
+/// Writes and syncs [`PROBE_BYTES`] in the data directory, then removes them.
+fn probe(data: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = data.join("write-probe");
+    let result = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// Replaces this program with a fresh start of itself (same arguments and
+/// environment, the restart count handed on): the only way to open a sled
+/// database again whose final flush blocks. The kernel closes every file
+/// (all are opened close-on-exec), which releases sled's lock and the
+/// listening socket. Returns only if the restart failed.
+/// A second handle on the listening socket (close-on-exec, like every file
+/// Rust opens), for [`restart_in_place`].
+#[cfg(unix)]
+fn listener_fd(listener: &tokio::net::TcpListener) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    Ok(listener.as_fd().try_clone_to_owned()?)
+}
+
+#[cfg(not(unix))]
+fn listener_fd(_listener: &tokio::net::TcpListener) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The listening socket an earlier image of this program handed on when it
+/// restarted in place (`KLAD_LISTEN_FD`, honoured only with
+/// `KLAD_STORE_RESTARTS`, which only a restart in place sets).
+#[cfg(unix)]
+fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let Some(fd) = std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .filter(|_| std::env::var_os(RESTARTS_ENV).is_some())
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return Ok(None);
+    };
+    // SAFETY: the earlier image left exactly this descriptor open for us: a
+    // listening TCP socket nothing else in this program owns.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    std_listener.set_nonblocking(true)?;
+    // Close-on-exec again, as every other file.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(Some(tokio::net::TcpListener::from_std(std_listener)?))
+}
+
+#[cfg(not(unix))]
+fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    Ok(None)
+}
+
+#[cfg(not(unix))]
+fn restart_in_place(_count: u64, _kept: ()) -> anyhow::Error {
+    anyhow::anyhow!(
+        "The server stopped since its store refuses writes after the disk failed one; start it again to open the store."
+    )
+}
+
+#[cfg(unix)]
+fn restart_in_place(count: u64, kept: std::os::fd::OwnedFd) -> anyhow::Error {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::process::CommandExt;
+    // The listening socket stays open across the exec (connections wait in
+    // its backlog meanwhile) and the new image takes it from `KLAD_LISTEN_FD`.
+    let fd = kept.into_raw_fd();
+    // SAFETY: fcntl on a descriptor this function now owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "klad-server".into());
+    tracing::warn!(
+        restart = count,
+        "restarting in place to open the store again"
+    );
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env(RESTARTS_ENV, count.to_string())
+        .env(LISTEN_FD_ENV, fd.to_string())
+        .exec();
+    anyhow::anyhow!(
+        "The server stopped to open its store again but could not restart itself ({err}); start it again."
+    )
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -333,12 +491,17 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| {
-        anyhow::anyhow!(
-            "Could not listen on {} ({e}). Choose another address with --listen or KLAD_LISTEN.",
-            cfg.listen
-        )
-    })?;
+    let listener = match inherited_listener()? {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "Could not listen on {} ({e}). Choose another address with --listen or KLAD_LISTEN.",
+                cfg.listen
+            )
+        })?,
+    };
+    // Kept for a restart in place, which hands the socket on.
+    let kept = listener_fd(&listener)?;
     let addr: SocketAddr = listener.local_addr()?;
     let advertise = match &cfg.advertise {
         Some(a) => a.trim_end_matches('/').to_owned(),
@@ -369,6 +532,28 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(d) = cfg.fault_put_delay {
         tracing::warn!(delay = ?d, "fault injection: every storage write is delayed (a test setting)");
     }
+    let restarts: u64 = std::env::var(RESTARTS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    engine.metrics.set_store_restarts(restarts);
+    if let (Some(n), AnyStore::Sled(s), 0) =
+        (cfg.fault_sync_fail_at, engine.facilitation.kv(), restarts)
+    {
+        tracing::warn!(
+            n,
+            "fault injection: the store's log sync fails from this sync on (a test setting)"
+        );
+        s.inject_sync_failure(n);
+    }
+    let (broke_tx, broke_rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_store(
+        engine.facilitation.kv().clone(),
+        cfg.data.clone(),
+        engine.metrics.clone(),
+        restarts,
+        broke_tx,
+    ));
     let mut admin_secret = load_or_create_admin_secret(&cfg.data)?;
     if let AnyStore::Postgres(pg) = engine.facilitation.kv() {
         admin_secret = share_admin_secret(pg, &cfg.data, admin_secret)?;
@@ -428,17 +613,39 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
 
     let app = router(state);
+    let broke = Arc::new(std::sync::Mutex::new(None::<String>));
     let shutdown = {
         let shared = shared.clone();
+        let broke = broke.clone();
         async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: refusing new connections, flushing documents");
+            tokio::select! {
+                () = shutdown_signal() => {
+                    tracing::info!("shutting down: refusing new connections, flushing documents");
+                }
+                Ok(why) = broke_rx => {
+                    tracing::warn!(reason = %why, "the store can be opened again: stopping to restart");
+                    *broke.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
+            }
             shared.shutting_down.store(true, Ordering::Relaxed);
         }
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    watcher.abort();
+    let broke = broke.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(why) = broke {
+        // Stores still in flight fail fast on the broken store, unless one
+        // blocks inside it: the restart does not wait for that.
+        let _ = tokio::time::timeout(RESTART_GRACE, engine.stop()).await;
+        if !cfg.restart_in_place {
+            anyhow::bail!(
+                "The store refuses writes since the disk failed one ({why}); restart the server to open it again."
+            );
+        }
+        return Err(restart_in_place(restarts + 1, kept));
+    }
     engine.stop().await;
     // Stopping the hubs closes every connection; give them a moment to send
     // their close frames before the runtime goes away.

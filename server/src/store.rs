@@ -64,6 +64,28 @@ impl AnyStore {
         })
     }
 
+    /// Why the store refuses writes until it is opened again (sled, after
+    /// a write failed at the disk; see [`SledStore::broken`]), or `None`.
+    /// PostgreSQL's errors are not sticky: it is never broken this way.
+    pub fn broken(&self) -> Option<String> {
+        match self {
+            AnyStore::Sled(s) => s.broken(),
+            AnyStore::Postgres(_) => None,
+        }
+    }
+
+    /// A store call did not return within `limit`: on sled (which can block
+    /// on a full disk) the store is given up until it is opened again, as
+    /// after a failed write. A slow PostgreSQL call only fails that call.
+    pub fn call_timed_out(&self, limit: std::time::Duration) {
+        if let AnyStore::Sled(s) = self {
+            s.give_up(&format!(
+                "a write did not return within {} s",
+                limit.as_secs()
+            ));
+        }
+    }
+
     /// Where the store is, for logs (no password).
     pub fn describe(&self) -> String {
         match self {

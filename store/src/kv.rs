@@ -78,6 +78,14 @@ pub enum StoreError {
         "The local store could not be read or written ({0}). Check that the data directory exists, is writable and the disk is not full, then try again."
     )]
     Backend(String),
+    /// An earlier write failed at the disk (full, or an I/O error), and the
+    /// store refuses writes until it is opened again: after a failed sync
+    /// the operating system may have dropped data it had accepted, so a
+    /// later sync that succeeds proves nothing about it.
+    #[error(
+        "The local store refuses writes since an earlier write failed at the disk ({0}); nothing unsaved was confirmed. Free disk space or fix the disk, then open the store again (restart the program)."
+    )]
+    NeedsReopen(String),
     /// The data directory is locked because another process has it open.
     #[error(
         "The data directory {path} is already in use by another program (probably another Klad process or server using the same directory). Close that program or choose a different data directory, then try again."

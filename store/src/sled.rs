@@ -26,7 +26,13 @@ use crate::kv::{Key, KvStore, StoreError, decode_key, encode_key};
 /// - `write_batch` is one `sled::Batch`, which sled applies atomically, also
 ///   across a crash;
 /// - within this process a scan never observes half of a `write_batch`
-///   (batches and scans are ordered by a lock shared by all clones).
+///   (batches and scans are ordered by a lock shared by all clones);
+/// - once a write or a sync has failed, every later write is refused with
+///   [`StoreError::NeedsReopen`] until the store is opened again
+///   ([`Self::broken`] says why). sled 0.34 keeps a failed write's I/O error
+///   for good anyway, and after a failed `fdatasync` the kernel may have
+///   dropped pages it had accepted, so a later sync that succeeds would
+///   confirm writes that are not on disk (PostgreSQL's "fsyncgate").
 ///
 /// sled locks the directory: only one `SledStore` (in one process) can have a
 /// directory open at a time. Clone the handle to share it.
@@ -41,6 +47,18 @@ pub struct SledStore {
     batch_lock: Arc<RwLock<()>>,
     /// Where the data lives, for messages (`None` when temporary).
     path: Option<Arc<PathBuf>>,
+    /// Why writes are refused until the store is opened again (see above).
+    broken: Arc<Mutex<Option<String>>>,
+    /// Injected sync failures (tests and fault campaigns).
+    fault: Arc<SyncFault>,
+}
+
+/// Fault injection: from the `fail_from`-th sync of the log on (counting
+/// from 1; 0 never), the sync fails as a disk's would, with `EIO`.
+#[derive(Default)]
+struct SyncFault {
+    fail_from: AtomicU64,
+    syncs: AtomicU64,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -84,6 +102,8 @@ impl SledStore {
             commit: Arc::default(),
             batch_lock: Arc::new(RwLock::new(())),
             path: Some(Arc::new(path.to_path_buf())),
+            broken: Arc::default(),
+            fault: Arc::default(),
         })
     }
 
@@ -100,12 +120,68 @@ impl SledStore {
             commit: Arc::default(),
             batch_lock: Arc::new(RwLock::new(())),
             path: None,
+            broken: Arc::default(),
+            fault: Arc::default(),
         })
     }
 
     /// The directory this store lives in (`None` for a temporary store).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref().map(PathBuf::as_path)
+    }
+
+    /// Why this store refuses writes until it is opened again (an earlier
+    /// write or sync failed at the disk), or `None` while it is healthy.
+    /// A program that must keep running opens the store again once the disk
+    /// takes writes again; the server restarts itself in place for that
+    /// (sled cannot be closed and reopened within a process after such an
+    /// error: its final flush blocks).
+    pub fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fault injection for tests and fault campaigns: the `n`-th sync of
+    /// the log from now on (1 is the next) and every later one fail with an
+    /// I/O error, as a failing disk's `fdatasync` does. `0` turns it off.
+    pub fn inject_sync_failure(&self, n: u64) {
+        let from = if n == 0 {
+            0
+        } else {
+            self.fault.syncs.load(Ordering::SeqCst) + n
+        };
+        self.fault.fail_from.store(from, Ordering::SeqCst);
+    }
+
+    /// Refuses writes from now on, for `why`, as after a failed write: for a
+    /// caller that gave up waiting on a write that never returned (sled
+    /// can block on a full disk). The first reason given stays.
+    pub fn give_up(&self, why: &str) {
+        self.break_with(why);
+    }
+
+    fn break_with(&self, why: &str) {
+        let mut b = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+        if b.is_none() {
+            *b = Some(why.to_owned());
+        }
+    }
+
+    /// Refuses a write when the store is broken.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        match self.broken() {
+            Some(why) => Err(StoreError::NeedsReopen(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// A write failed at sled: the store is broken from now on.
+    fn write_failed(&self, e: sled::Error) -> StoreError {
+        let detail = e.to_string();
+        self.break_with(&detail);
+        StoreError::Backend(detail)
     }
 
     /// Makes this call's write (already in sled's memory) durable: it is
@@ -137,15 +213,23 @@ impl SledStore {
     }
 
     fn flush_now(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(backend)?;
-        if let Some(log) = &self.log {
-            log.sync_data().map_err(|e| {
-                StoreError::Backend(format!(
-                    "the store's log file could not be synced to disk ({e})"
-                ))
-            })?;
-        }
-        Ok(())
+        self.check_writable()?;
+        self.db.flush().map_err(|e| self.write_failed(e))?;
+        let n = self.fault.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        let from = self.fault.fail_from.load(Ordering::SeqCst);
+        let synced = if from != 0 && n >= from {
+            Err(std::io::Error::from_raw_os_error(5)) // EIO
+        } else {
+            match &self.log {
+                Some(log) => log.sync_data(),
+                None => Ok(()),
+            }
+        };
+        synced.map_err(|e| {
+            let detail = format!("the store's log file could not be synced to disk ({e})");
+            self.break_with(&detail);
+            StoreError::Backend(detail)
+        })
     }
 
     fn shared(&self) -> RwLockReadGuard<'_, ()> {
@@ -222,17 +306,23 @@ impl KvStore for SledStore {
     }
 
     fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.check_writable()?;
         {
             let _shared = self.shared();
-            self.db.insert(encode_key(key), value).map_err(backend)?;
+            self.db
+                .insert(encode_key(key), value)
+                .map_err(|e| self.write_failed(e))?;
         }
         self.flush()
     }
 
     fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.check_writable()?;
         {
             let _shared = self.shared();
-            self.db.remove(encode_key(key)).map_err(backend)?;
+            self.db
+                .remove(encode_key(key))
+                .map_err(|e| self.write_failed(e))?;
         }
         self.flush()
     }
@@ -263,6 +353,7 @@ impl KvStore for SledStore {
         if puts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
+        self.check_writable()?;
         let mut batch = sled::Batch::default();
         for (k, v) in puts {
             batch.insert(encode_key(k), v.as_slice());
@@ -273,7 +364,9 @@ impl KvStore for SledStore {
         }
         {
             let _exclusive = self.exclusive();
-            self.db.apply_batch(batch).map_err(backend)?;
+            self.db
+                .apply_batch(batch)
+                .map_err(|e| self.write_failed(e))?;
         }
         self.flush()
     }
@@ -311,6 +404,36 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.scan_keys(Some(&key(&["k"]))).unwrap().len(), 800);
+    }
+
+    #[test]
+    fn a_failed_sync_refuses_every_later_write_until_the_store_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put(&key(&["a"]), b"1").unwrap();
+            s.inject_sync_failure(1);
+            let err = s.put(&key(&["b"]), b"2").unwrap_err();
+            assert!(err.to_string().contains("synced"), "{err}");
+            assert!(s.broken().is_some());
+            // The disk works again, yet the store refuses: the failed sync
+            // may have dropped what it had accepted.
+            s.inject_sync_failure(0);
+            let again = s.put(&key(&["c"]), b"3").unwrap_err();
+            assert!(matches!(again, StoreError::NeedsReopen(_)), "{again:?}");
+            assert!(
+                again.to_string().ends_with("(restart the program)."),
+                "{again}"
+            );
+            assert!(s.write_batch(&[(key(&["d"]), b"4".to_vec())], &[]).is_err());
+            assert!(s.delete(&key(&["a"])).is_err());
+            // Reads go on.
+            assert_eq!(s.get(&key(&["a"])).unwrap().as_deref(), Some(&b"1"[..]));
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(s.broken().is_none(), "opened again, the store writes");
+        assert_eq!(s.get(&key(&["a"])).unwrap().as_deref(), Some(&b"1"[..]));
+        s.put(&key(&["e"]), b"5").unwrap();
     }
 
     #[test]

@@ -49,8 +49,10 @@ impl Server {
                 idle_unload: Duration::from_secs(300),
                 fault_unload_delay: None,
                 fault_panic_name: None,
+                fault_sync_fail_at: None,
                 advertise: None,
                 lease: klad_server::cluster::DEFAULT_LEASE,
+                restart_in_place: false,
             },
         ));
         let addr = eventually("the server to listen", Duration::from_secs(30), || {

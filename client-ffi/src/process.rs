@@ -38,11 +38,33 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How often typing kept in memory (the disk was full) is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(2);
+
+/// The error a keystroke returns when it is on screen but not saved.
+fn not_saved_error(why: &str) -> KladError {
+    let sentence = match crate::error::current_language() {
+        klad_core::Lang::Nl => format!(
+            "Je tekst staat op het scherm, maar kon op deze telefoon niet worden bewaard ({why}). Maak ruimte vrij; de tekst wordt bewaard zodra dat kan. Sluit de app niet tot dan."
+        ),
+        klad_core::Lang::En => format!(
+            "Your text is on screen but could not be saved on this phone ({why}). Free some space; it is saved as soon as it can be. Do not close the app until then."
+        ),
+    };
+    KladError::Storage {
+        code: "not-saved".into(),
+        sentence,
+    }
+}
+
 struct State {
     replica: Replica,
     /// The typing journal file.
     journal: JournalFile,
     last_status: Option<SyncStatus>,
+    /// Why typing kept in memory could not be saved (while the replica
+    /// keeps some).
+    not_saved: Option<String>,
 }
 
 /// A process this phone has joined. Safe to use from any thread.
@@ -68,6 +90,8 @@ pub(crate) struct ProcessInner {
     pub(crate) handles: Mutex<HashMap<String, DocHandle>>,
     finding: Mutex<HashSet<String>>,
     flush_scheduled: AtomicBool,
+    /// A task retries saving typing kept in memory.
+    save_retrying: AtomicBool,
     stopped: AtomicBool,
 }
 
@@ -130,6 +154,7 @@ impl ProcessInner {
                 replica,
                 journal,
                 last_status: None,
+                not_saved: None,
             }),
             repo,
             gate,
@@ -138,6 +163,7 @@ impl ProcessInner {
             handles: Mutex::new(HashMap::new()),
             finding: Mutex::new(HashSet::new()),
             flush_scheduled: AtomicBool::new(false),
+            save_retrying: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
         // Typing that was on disk but not yet committed when the app stopped:
@@ -418,6 +444,7 @@ impl ProcessInner {
             online,
             unsynced_changes: unsynced,
             all_on_server: unsynced == 0,
+            not_saved: st.not_saved.clone().filter(|_| st.replica.has_kept()),
         }
     }
 
@@ -448,6 +475,9 @@ impl ProcessInner {
             stored = st.journal.append(record);
         }
         let effects = st.replica.written(w, stored)?;
+        if let Some(why) = &effects.not_saved {
+            st.not_saved = Some(why.clone());
+        }
         if effects.truncate_journal {
             st.journal.truncate();
         }
@@ -553,8 +583,52 @@ impl ProcessInner {
             }
             effects
         };
+        let not_saved = effects.not_saved.clone();
         self.apply(effects);
-        Ok(())
+        match not_saved {
+            None => Ok(()),
+            Some(why) => {
+                self.retry_saving();
+                Err(not_saved_error(&why))
+            }
+        }
+    }
+
+    /// Tries every 2 s to save typing kept in memory (the disk was full),
+    /// until it is saved or the process stops.
+    fn retry_saving(self: &Arc<Self>) {
+        if self.save_retrying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        self.shared.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(SAVE_RETRY).await;
+                let inner = me.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    if inner.stopped.load(Ordering::SeqCst) {
+                        return true;
+                    }
+                    let mut st = lock(&inner.state);
+                    if let Ok(Some(w)) = st.replica.save_kept(now_ms()) {
+                        // A failure keeps it kept; the next round tries again.
+                        let _ = inner.store(&mut st, w);
+                    }
+                    !st.replica.has_kept()
+                })
+                .await
+                .unwrap_or(true);
+                if done {
+                    me.save_retrying.store(false, Ordering::SeqCst);
+                    me.notify_status();
+                    // A keystroke kept meanwhile found this task running.
+                    if !me.stopped.load(Ordering::SeqCst) && lock(&me.state).replica.has_kept() {
+                        me.retry_saving();
+                    }
+                    return;
+                }
+            }
+        });
     }
 
     /// The version of the text as shown now (after committing typing into

@@ -596,6 +596,11 @@ pub struct SyncStatus {
     /// True only when the server has acknowledged, after storing it durably,
     /// every change made on this phone.
     pub all_on_server: bool,
+    /// Set while typing is on screen but could not be saved on this phone
+    /// (its storage is full or failing): why, as a sentence. The library
+    /// tries again every few seconds and with every keystroke; the text is
+    /// lost if the app is closed before then. Show it until it is `None`.
+    pub not_saved: Option<String>,
 }
 
 /// Where a peer link stands.

@@ -19,7 +19,13 @@
 //!   stored change, never both, never neither. (Journal entries kept in the
 //!   store by earlier versions are removed in the batch of their change.)
 //! - A write that fails leaves the documents as they were before the
-//!   operation (and the typing pending), and the caller gets the error.
+//!   operation (and the typing pending), and the caller gets the error;
+//!   except a keystroke's: the keystroke is taken in memory all the same
+//!   (the text is not lost, the effects say why it is not saved,
+//!   [`Effects::not_saved`]), and what its write would have stored is kept
+//!   and stored with the next keystroke's write, by [`Replica::save_kept`],
+//!   or inside the next stored commit — whichever works first. Until then
+//!   it is in memory only: the caller must say so.
 //! - The text a journal entry was typed against is stored before the entry
 //!   ([`Typing`] replays it there after a crash).
 //! - Remote changes are merged in memory only; the sync engine stores them.
@@ -111,7 +117,21 @@ pub struct Write {
     keystroke: Option<Keystroke>,
     /// A commit made so that the keystroke can be taken next.
     retry: bool,
+    /// The write carries the kept parts of keystrokes whose writes failed
+    /// (and nothing else but, maybe, one more keystroke).
+    carries_kept: bool,
     now_ms: i64,
+}
+
+/// Keystrokes taken in memory although their writes failed (a full disk):
+/// what those writes would have stored, in order.
+#[derive(Debug, Default)]
+struct Kept {
+    puts: Vec<(Key, Vec<u8>)>,
+    saved: Vec<(String, Vec<ChangeHash>)>,
+    sync: Vec<(String, Vec<Change>)>,
+    /// Journal records, framed, oldest first.
+    journal: Vec<u8>,
 }
 
 impl Write {
@@ -140,6 +160,10 @@ pub struct Effects {
     /// The keystroke asked for could not be taken yet: typing into another
     /// version was committed first. Call [`Replica::keystroke`] again.
     pub retry_keystroke: bool,
+    /// The keystroke was taken in memory, but its write failed (why, as a
+    /// sentence): tell the user it is not saved, and call
+    /// [`Replica::save_kept`] now and then until it is.
+    pub not_saved: Option<String>,
 }
 
 impl Effects {
@@ -153,6 +177,9 @@ impl Effects {
         }
         self.truncate_journal |= other.truncate_journal;
         self.retry_keystroke = other.retry_keystroke;
+        if other.not_saved.is_some() {
+            self.not_saved = other.not_saved;
+        }
     }
 }
 
@@ -184,6 +211,8 @@ pub struct Replica {
     /// Journal entries kept in the store (written before the journal file
     /// existed), removed with the change that holds them.
     legacy: HashSet<u64>,
+    /// Keystrokes in memory only (their writes failed), if any.
+    kept: Option<Kept>,
 }
 
 impl Replica {
@@ -291,6 +320,7 @@ impl Replica {
             ledger,
             docs: Vec::new(),
             writing: false,
+            kept: None,
             generation: 0,
             legacy,
         };
@@ -393,6 +423,7 @@ impl Replica {
             sync: Vec::new(),
             keystroke: None,
             retry: false,
+            carries_kept: false,
             now_ms,
         })
     }
@@ -556,11 +587,52 @@ impl Replica {
             let bytes = serde_json::to_vec(&k).map_err(|e| {
                 Error::Damaged(format!("The keystroke could not be recorded ({e})."))
             })?;
-            w.journal = Some(klad_store::journal::encode(&bytes));
+            let record = klad_store::journal::encode(&bytes);
+            // Keystrokes kept in memory go first, in order.
+            match r.kept.take() {
+                Some(kept) => {
+                    w.carries_kept = true;
+                    let mut puts = kept.puts;
+                    puts.append(&mut w.puts);
+                    w.puts = puts;
+                    let mut saved = kept.saved;
+                    saved.append(&mut w.saved);
+                    w.saved = saved;
+                    let mut sync = kept.sync;
+                    sync.append(&mut w.sync);
+                    w.sync = sync;
+                    let mut journal = kept.journal;
+                    journal.extend(record);
+                    w.journal = Some(journal);
+                }
+                None => w.journal = Some(record),
+            }
             w.keystroke = Some(k);
             Ok(())
         })?;
         Ok(w)
+    }
+
+    /// A write of what keystrokes taken in memory only would have stored
+    /// (see [`Effects::not_saved`]), or `None` when nothing is kept. On
+    /// failure it stays kept.
+    pub fn save_kept(&mut self, now_ms: i64) -> Result<Option<Write>> {
+        self.check_idle()?;
+        let Some(kept) = self.kept.take() else {
+            return Ok(None);
+        };
+        let ((), mut w) = self.build(now_ms, false, |_, _| Ok(()))?;
+        w.carries_kept = true;
+        w.puts = kept.puts;
+        w.saved = kept.saved;
+        w.sync = kept.sync;
+        w.journal = Some(kept.journal);
+        Ok(Some(w))
+    }
+
+    /// True while keystrokes are in memory only (their writes failed).
+    pub fn has_kept(&self) -> bool {
+        self.kept.is_some()
     }
 
     /// The outcome of storing `w`: on success the operation holds (and the
@@ -569,6 +641,19 @@ impl Replica {
     pub fn written(&mut self, w: Write, stored: Result<(), StoreError>) -> Result<Effects> {
         self.writing = false;
         if let Err(e) = stored {
+            if w.keystroke.is_some() && w.commits.is_empty() {
+                return self.keep(w, e);
+            }
+            if w.carries_kept {
+                // `save_kept` failed: it stays kept.
+                self.kept = Some(Kept {
+                    puts: w.puts,
+                    saved: w.saved,
+                    sync: w.sync,
+                    journal: w.journal.unwrap_or_default(),
+                });
+                return Err(Error::Store(e));
+            }
             self.undo(w)?;
             return Err(Error::Store(e));
         }
@@ -600,6 +685,41 @@ impl Replica {
         for (doc_id, heads) in saved {
             self.saved.insert(doc_id, heads);
         }
+        if let Some(k) = keystroke {
+            effects.schedule_commit = self.typing.is_empty();
+            self.typing.accept(&self.session.docs().text, k)?;
+        }
+        if self.typing.is_empty() {
+            // Kept keystrokes are typing until committed: a stored commit
+            // holds them (and the text they were typed into).
+            self.kept = None;
+        }
+        Ok(effects)
+    }
+
+    /// A keystroke's write failed: the keystroke is taken in memory all the
+    /// same, and what the write would have stored is kept for later.
+    fn keep(&mut self, w: Write, e: StoreError) -> Result<Effects> {
+        let Write {
+            puts,
+            saved,
+            sync,
+            journal,
+            keystroke,
+            ..
+        } = w;
+        self.generation += 1;
+        self.kept = Some(Kept {
+            puts,
+            saved,
+            sync,
+            journal: journal.unwrap_or_default(),
+        });
+        let mut effects = Effects {
+            documents_changed: true,
+            not_saved: Some(e.to_string()),
+            ..Effects::default()
+        };
         if let Some(k) = keystroke {
             effects.schedule_commit = self.typing.is_empty();
             self.typing.accept(&self.session.docs().text, k)?;

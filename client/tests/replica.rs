@@ -5,7 +5,8 @@
 //! - every keystroke whose call returned lands exactly once, where it was
 //!   typed, across remote changes, failed writes and crashes;
 //! - a write that cannot be stored is an error, and leaves documents, typing
-//!   and journal as they were;
+//!   and journal as they were; except a keystroke's, which is taken in
+//!   memory all the same (said so), and saved with the next write that works;
 //! - the unsynced count is honest: zero only when the server has
 //!   acknowledged every change of this device and no typing is pending.
 //!
@@ -130,6 +131,19 @@ impl Phone {
         self.journal[self.journal_end..end].copy_from_slice(bytes);
     }
 
+    /// Stores what keystrokes in memory only would have stored (the app's
+    /// retry), failing as the disk says.
+    fn save_kept(&mut self, fails: bool) -> Result<(), Error> {
+        self.now += 10;
+        self.fail_next = fails;
+        let result = match self.replica.save_kept(self.now)? {
+            Some(w) => self.store(w).map(|_| ()),
+            None => Ok(()),
+        };
+        self.fail_next = false;
+        result
+    }
+
     fn commit(&mut self) -> Result<(), Error> {
         self.now += 1000;
         if let Some(w) = self.replica.commit(self.now)? {
@@ -138,8 +152,14 @@ impl Phone {
         Ok(())
     }
 
-    /// Inserts `insert` at `pos` of the body, typed into `version`.
-    fn type_at(&mut self, version: &[ChangeHash], pos: usize, insert: &str) -> Result<(), Error> {
+    /// Inserts `insert` at `pos` of the body, typed into `version`. Says
+    /// why, when the keystroke is in memory only (its write failed).
+    fn type_at(
+        &mut self,
+        version: &[ChangeHash],
+        pos: usize,
+        insert: &str,
+    ) -> Result<Option<String>, Error> {
         self.now += 10;
         let splice = Splice {
             pos,
@@ -154,8 +174,9 @@ impl Phone {
                 false,
                 splice.clone(),
             )?;
-            if !self.store(w)?.retry_keystroke {
-                return Ok(());
+            let effects = self.store(w)?;
+            if !effects.retry_keystroke {
+                return Ok(effects.not_saved);
             }
         }
         panic!("a keystroke asked to be retried twice");
@@ -310,37 +331,77 @@ fn a_failed_batch_leaves_nothing_to_be_stored_twice() {
     assert_eq!(p.body(), "[x][a][b][c]", "once, in place");
 }
 
-/// A keystroke whose journal entry cannot be stored is refused: nothing of
-/// it stays, and the next keystroke at the same place is fine.
+/// A keystroke whose write fails (a full disk) is taken in memory all the
+/// same, said so, and saved with the next keystroke's write.
 #[test]
-fn a_keystroke_that_cannot_be_stored_is_refused_and_leaves_nothing() {
+fn a_keystroke_that_cannot_be_stored_is_kept_in_memory_and_saved_with_the_next() {
     let mut p = Phone::new();
     let (_, v) = p.read();
     p.fail_next = true;
-    assert!(matches!(p.type_at(&v, 3, "[x]"), Err(Error::Store(_))));
-    assert_eq!(p.read().0, BODY);
-    assert!(!p.replica.typing_pending());
-    p.type_at(&v, 3, "[y]").unwrap();
+    let why = p
+        .type_at(&v, 3, "[x]")
+        .unwrap()
+        .expect("not saved, and why");
+    assert!(why.contains("not full"), "a sentence: {why}");
+    assert!(p.replica.has_kept());
+    assert_eq!(p.read().0, "[a][x][b][c]", "shown, not lost");
+    assert!(
+        p.type_at(&v, 6, "[y]").unwrap().is_none(),
+        "this one is saved"
+    );
+    assert!(!p.replica.has_kept(), "and the kept one with it");
     p.crash();
-    assert_eq!(p.body(), "[a][y][b][c]");
+    assert_eq!(p.body(), "[a][x][y][b][c]");
 }
 
-/// A journal append that fails half-way (a full disk) refuses the
-/// keystroke; the next one is written over the torn bytes, and a crash
-/// replays exactly the keystrokes whose calls returned.
+/// Kept keystrokes are saved by `save_kept` (the app's retry) once the disk
+/// takes writes, or by the next stored commit; until then a crash loses
+/// them (the app was told), and only them.
 #[test]
-fn a_torn_journal_append_refuses_the_keystroke_and_loses_nothing_else() {
+fn kept_keystrokes_are_saved_by_a_retry_or_a_commit_and_only_they_are_lost_in_a_crash() {
+    let mut p = Phone::new();
+    let (_, v) = p.read();
+    p.type_at(&v, 3, "[s]").unwrap();
+    p.fail_next = true;
+    assert!(p.type_at(&v, 6, "[x]").unwrap().is_some());
+    assert!(p.save_kept(true).is_err(), "the disk is still full");
+    assert!(p.replica.has_kept(), "still kept");
+    p.save_kept(false).unwrap();
+    assert!(!p.replica.has_kept());
+    p.crash();
+    assert_eq!(p.body(), "[a][s][x][b][c]", "saved by the retry");
+
+    let (_, v) = p.read();
+    p.fail_next = true;
+    assert!(p.type_at(&v, 0, "[y]").unwrap().is_some());
+    p.commit().unwrap();
+    assert!(!p.replica.has_kept(), "the commit holds it");
+    p.crash();
+    assert_eq!(p.body(), "[y][a][s][x][b][c]");
+
+    let (_, v) = p.read();
+    p.fail_next = true;
+    assert!(p.type_at(&v, 0, "[z]").unwrap().is_some());
+    p.crash();
+    assert_eq!(p.body(), "[y][a][s][x][b][c]", "the kept keystroke is lost");
+}
+
+/// A journal append that fails half-way (a full disk) keeps the keystroke
+/// in memory; the next append writes it and the next over the torn bytes,
+/// and a crash replays every keystroke whose calls returned saved.
+#[test]
+fn a_torn_journal_append_keeps_the_keystroke_and_the_next_append_saves_it() {
     let mut p = Phone::new();
     let (_, v) = p.read();
     p.type_at(&v, 9, "[x]").unwrap();
     p.fail_journal = true;
-    assert!(matches!(p.type_at(&v, 12, "[t]"), Err(Error::Store(_))));
-    assert_eq!(p.read().0, "[a][b][c][x]");
-    p.type_at(&v, 12, "[y]").unwrap();
+    assert!(p.type_at(&v, 12, "[t]").unwrap().is_some());
+    assert_eq!(p.read().0, "[a][b][c][x][t]");
+    p.type_at(&v, 15, "[y]").unwrap();
     p.fail_journal = true;
-    assert!(p.type_at(&v, 15, "[u]").is_err());
+    assert!(p.type_at(&v, 18, "[u]").unwrap().is_some());
     p.crash();
-    assert_eq!(p.body(), "[a][b][c][x][y]");
+    assert_eq!(p.body(), "[a][b][c][x][t][y]", "all but the kept [u]");
 }
 
 /// Journal entries an earlier version kept in the store are replayed and
@@ -554,6 +615,7 @@ enum Op {
     Commit,
     CommitFails,
     Comment { fails: bool },
+    SaveKept { fails: bool },
     Crash { mid_commit: bool },
 }
 
@@ -570,6 +632,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Commit),
         1 => Just(Op::CommitFails),
         1 => any::<bool>().prop_map(|fails| Op::Comment { fails }),
+        1 => any::<bool>().prop_map(|fails| Op::SaveKept { fails }),
         1 => any::<bool>().prop_map(|mid_commit| Op::Crash { mid_commit }),
     ]
 }
@@ -579,6 +642,9 @@ fn run(ops: &[Op]) {
     let mut remote = p.remote();
     let (mut model, mut version) = p.read();
     let mut mine: Vec<String> = Vec::new();
+    // Keystrokes taken in memory only (their writes failed): saved once the
+    // replica keeps nothing, lost in a crash before that.
+    let mut kept: Vec<String> = Vec::new();
     let mut theirs: Vec<String> = Vec::new();
     let reread = |p: &mut Phone,
                   model: &mut String,
@@ -598,16 +664,23 @@ fn run(ops: &[Op]) {
             Op::Type(n) | Op::TypeFails(n) | Op::TypeTorn(n) => {
                 let b = boundaries(&model);
                 let pos = b[n % b.len()];
-                let t = format!("[k{}]", mine.len());
+                let t = format!("[k{}]", mine.len() + kept.len() + i * 1000);
                 let fails = !matches!(op, Op::Type(_));
                 p.fail_next = matches!(op, Op::TypeFails(_));
                 p.fail_journal = matches!(op, Op::TypeTorn(_));
                 match p.type_at(&version, pos, &t) {
-                    Ok(()) => {
-                        assert!(!fails, "{what}: a failed write returned Ok");
+                    Ok(None) => {
+                        assert!(!fails, "{what}: a failed write said it was saved");
                         model.insert_str(pos, &t);
                         mine.push(t);
                     }
+                    Ok(Some(_)) => {
+                        assert!(fails, "{what}: a stored keystroke said it was not saved");
+                        model.insert_str(pos, &t);
+                        kept.push(t);
+                    }
+                    // Typing into another version is committed first, and
+                    // that commit failed: the keystroke is refused.
                     Err(Error::Store(_)) if fails => {}
                     Err(e) => {
                         p.fail_next = false;
@@ -657,6 +730,11 @@ fn run(ops: &[Op]) {
                 p.fail_next = fails;
                 assert_eq!(p.comment("Eens").is_err(), fails, "{what}");
             }
+            Op::SaveKept { fails } => {
+                let had = p.replica.has_kept();
+                assert_eq!(p.save_kept(fails).is_err(), fails && had, "{what}");
+                assert_eq!(p.replica.has_kept(), had && fails, "{what}");
+            }
             Op::Crash { mid_commit } => {
                 if mid_commit {
                     // A commit made but never stored.
@@ -664,25 +742,48 @@ fn run(ops: &[Op]) {
                         drop(w);
                     }
                 }
+                // Kept keystrokes are lost, unless a torn append happened
+                // to write their whole records: then they are there once.
+                let unsaved: Vec<String> = if p.replica.has_kept() {
+                    std::mem::take(&mut kept)
+                } else {
+                    Vec::new()
+                };
                 p.crash();
                 assert_once(&p.body(), &mine, &what);
+                let body = p.body();
+                let (found, lost): (Vec<String>, Vec<String>) =
+                    unsaved.into_iter().partition(|t| body.contains(t.as_str()));
+                assert_once(&body, &found, &what);
+                mine.extend(found);
                 // Remote changes merged but not yet stored by the sync engine
                 // are gone until sync brings them again; the app's own
                 // tokens keep their order.
                 model = tok(&model)
                     .into_iter()
                     .filter(|t| !t.starts_with('{') || p.body().contains(t.as_str()))
+                    .filter(|t| !lost.contains(t))
                     .collect();
                 reread(&mut p, &mut model, &mut version, &mine, &what);
             }
         }
+        if !p.replica.has_kept() {
+            mine.append(&mut kept);
+        }
         // Every keystroke not in a stored change is in the journal.
         if !p.replica.typing_pending() {
+            assert!(!p.replica.has_kept(), "{what}");
             assert_eq!(p.journal_len(), 0, "{what}");
         }
     }
+    assert!(!p.replica.has_kept() || !kept.is_empty());
     // Everything committed and synced both ways, then acknowledged.
     p.commit().unwrap();
+    assert!(
+        !p.replica.has_kept(),
+        "the commit holds every kept keystroke"
+    );
+    mine.append(&mut kept);
     p.send(&mut remote);
     p.arrive(&remote, true, true);
     assert_eq!(p.journal_len(), 0);

@@ -80,7 +80,8 @@ fn every_target_has_a_smoke_test() {
             "load",
             "store",
             "journal",
-            "token"
+            "token",
+            "desk"
         ]
     );
     // And a cargo-fuzz target of the same name.
@@ -123,4 +124,9 @@ fn fuzz_smoke_journal() {
 #[test]
 fn fuzz_smoke_token() {
     smoke("token");
+}
+
+#[test]
+fn fuzz_smoke_desk() {
+    smoke("desk");
 }

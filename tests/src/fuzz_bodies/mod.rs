@@ -10,9 +10,11 @@
 //! normal suite and CI run), and in `fuzz/` (a path module), where
 //! cargo-fuzz's libFuzzer harness on nightly calls the same functions. So
 //! this module uses only crates both have: klad-core, klad-sync, automerge,
-//! ciborium, pasetors, serde_json and sha2.
+//! ciborium, pasetors, serde_json and sha2; and, for the web desk's target,
+//! klad-server, klad-web, axum, tokio and tower.
 
 pub mod bytes;
+pub mod desk;
 pub mod hub;
 pub mod journal;
 pub mod load;
@@ -35,6 +37,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("store", store::run),
     ("journal", journal::run),
     ("token", token::run),
+    ("desk", desk::run),
 ];
 
 /// The body of the target called `name`.

@@ -435,6 +435,77 @@ pub fn generate() -> Vec<Seed> {
     let mut paserk = vec![2];
     paserk.extend(key.to_paserk().as_bytes());
     out.push(("token", "public-key".into(), paserk));
+    out.extend(desk_seeds());
+    out
+}
+
+/// `desk` seeds: each route's form as the desk's pages send it (route
+/// index, sender byte, body; see `super::desk`).
+fn desk_seeds() -> Vec<Seed> {
+    let forms: &[(u8, &str, &str)] = &[
+        (
+            0,
+            "comment",
+            "csrf=CSRF&passage=buurt&text=Eens+hiermee&kind=comment",
+        ),
+        (
+            0,
+            "suggest",
+            "csrf=CSRF&passage=buurt&text=Beter&kind=suggestion&wording=wijk",
+        ),
+        (
+            1,
+            "text",
+            "csrf=CSRF&body=De+wijk+schrijft+zelf.%0D%0ANieuwe+regel.",
+        ),
+        (
+            2,
+            "answer",
+            "csrf=CSRF&status=partly_adopted&reason=Deels+overgenomen",
+        ),
+        (3, "reply", "csrf=CSRF&text=Dank+voor+het+antwoord"),
+        (4, "hide", "csrf=CSRF&reason=Kwetsend"),
+        (5, "unhide", "csrf=CSRF&reason=Toch+niet"),
+        (6, "invite", "csrf=CSRF&name=Nieuwe+bewoner&role=drafter"),
+        (7, "phase", "csrf=CSRF&phase=consultation"),
+        (
+            8,
+            "letter",
+            "csrf=CSRF&person=Mevrouw+Jansen&article=ART&passage=buurt&text=Per+brief",
+        ),
+        (9, "checkin-done", "csrf=CSRF"),
+        (10, "name-version", "csrf=CSRF&name=Versie+voor+de+raad"),
+        (11, "language", "lang=en&csrf=CSRF"),
+        (12, "sign-in", "token=v4.public.AAAA"),
+        (13, "start", "title=Nieuw+proces&facilitator=Fien"),
+        (
+            14,
+            "comment-bogus",
+            "csrf=CSRF&passage=x&text=y&kind=comment",
+        ),
+        (15, "answer-bogus", "csrf=CSRF&status=noted&reason=z"),
+        (16, "version-text", "at=0"),
+        (17, "version-diff", "from=0&to=1"),
+        (18, "article", "passage=buurt"),
+        (19, "inbox", ""),
+        (20, "members", ""),
+        (21, "checkin", ""),
+        (22, "letters", ""),
+        (23, "versions", ""),
+        (24, "export", ""),
+        (25, "export-csv", ""),
+        (26, "export-html", ""),
+    ];
+    let mut out = Vec::new();
+    for (route, name, form) in forms {
+        // The facilitator; the official; the facilitator's browser saying
+        // it is the same site.
+        for (who, by) in [(0u8, "facilitator"), (1, "official"), (4, "same-origin")] {
+            let mut bytes = vec![*route, who];
+            bytes.extend(form.as_bytes());
+            out.push(("desk", format!("{name}-{by}"), bytes));
+        }
+    }
     out
 }
 

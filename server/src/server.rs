@@ -389,11 +389,6 @@ fn probe(data: &Path) -> std::io::Result<()> {
     result
 }
 
-/// Replaces this program with a fresh start of itself (same arguments and
-/// environment, the restart count handed on): the only way to open a sled
-/// database again whose final flush blocks. The kernel closes every file
-/// (all are opened close-on-exec), which releases sled's lock and the
-/// listening socket. Returns only if the restart failed.
 /// A second handle on the listening socket (close-on-exec, like every file
 /// Rust opens), for [`restart_in_place`].
 #[cfg(unix)]
@@ -442,6 +437,11 @@ fn restart_in_place(_count: u64, _kept: ()) -> anyhow::Error {
     )
 }
 
+/// Replaces this program with a fresh start of itself (same arguments and
+/// environment, the restart count handed on): the only way to open a sled
+/// database again whose final flush blocks. The kernel closes every other
+/// file (all are opened close-on-exec), which releases sled's lock; the
+/// listening socket is handed on. Returns only if the restart failed.
 #[cfg(unix)]
 fn restart_in_place(count: u64, kept: std::os::fd::OwnedFd) -> anyhow::Error {
     use std::os::fd::IntoRawFd;

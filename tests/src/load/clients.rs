@@ -426,7 +426,8 @@ pub struct TypingStats {
 /// Types into the body on a fixed schedule: the first edit at `start +
 /// offset`, then one every `interval`, none at or after `end`. The schedule
 /// does not wait for the server (open loop): an edit that is late because the
-/// generator was busy is made at once and its lateness reported.
+/// generator was busy is made at once and its lateness reported; edits still
+/// due when `end` has passed are counted as planned but not made.
 pub async fn type_text(
     client: &Client,
     log: &GroupLog,
@@ -445,6 +446,13 @@ pub async fn type_text(
             break;
         }
         stats.planned += 1;
+        // The steady phase ends on time even when this generator fell
+        // behind its schedule: edits still due then are planned but not
+        // sent (planned against sent shows it), so a saturated generator
+        // cannot stretch a 30-minute soak past its end.
+        if tokio::time::Instant::now() >= end {
+            continue;
+        }
         tokio::time::sleep_until(due).await;
         stats.max_lag = stats.max_lag.max(tokio::time::Instant::now() - due);
         let body = &client.body;

@@ -88,10 +88,21 @@ impl SledStore {
     fn open_with(path: impl AsRef<Path>, config: sled::Config) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let db = config
-            .path(path)
-            .open()
-            .map_err(|e| open_error(&shown, e))?;
+        let config = config.path(path);
+        // sled lets go of a directory shortly after the last handle on it is
+        // dropped (its flusher thread finishes first): a store closed a
+        // moment ago in this process is waited for, up to a second, before
+        // the directory counts as in use.
+        let mut waited = 0;
+        let db = loop {
+            match config.open().map_err(|e| open_error(&shown, e)) {
+                Err(StoreError::Locked { .. }) if waited < 20 => {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let log = std::fs::File::open(path.join("db")).map_err(|e| StoreError::Open {
             path: shown.clone(),
             detail: format!("its log file could not be opened for syncing ({e})"),
@@ -430,18 +441,7 @@ mod tests {
             // Reads go on.
             assert_eq!(s.get(&key(&["a"])).unwrap().as_deref(), Some(&b"1"[..]));
         }
-        // sled's flusher thread lets go of the directory shortly after the
-        // last handle is dropped.
-        let mut tries = 0;
-        let s = loop {
-            match SledStore::open(dir.path()) {
-                Err(StoreError::Locked { .. }) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other.unwrap(),
-            }
-        };
+        let s = SledStore::open(dir.path()).unwrap();
         assert!(s.broken().is_none(), "opened again, the store writes");
         assert_eq!(s.get(&key(&["a"])).unwrap().as_deref(), Some(&b"1"[..]));
         s.put(&key(&["e"]), b"5").unwrap();

@@ -73,7 +73,9 @@ impl SledStore {
     /// Opens (creating if needed) the store in directory `path`.
     ///
     /// Fails with [`StoreError::Locked`] when another process (or another
-    /// `SledStore` in this process) has the directory open, and with
+    /// `SledStore` in this process) has the directory open — after waiting
+    /// up to a second for a store of this process that was just dropped —
+    /// and with
     /// [`StoreError::Open`] when it cannot be created or read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, sled::Config::new())

@@ -93,6 +93,30 @@ async fn acknowledged_or_refused(server: &Server, doc: &samod::DocHandle) -> Opt
     }
 }
 
+/// Writes `value` under `<prefix>NNNN` until a write is refused (at most
+/// `n`): the acknowledged keys and the refused one.
+async fn write_until_refused(
+    server: &Server,
+    doc: &samod::DocHandle,
+    prefix: &str,
+    n: usize,
+    value: &str,
+) -> (BTreeSet<String>, Option<String>) {
+    let mut acked = BTreeSet::new();
+    for i in 0..n {
+        let key = format!("{prefix}{i:04}");
+        raw_put(doc, &key, value);
+        match acknowledged_or_refused(server, doc).await {
+            Some(true) => {
+                acked.insert(key);
+            }
+            Some(false) => return (acked, Some(key)),
+            None => panic!("{key} was neither acknowledged nor refused within a minute"),
+        }
+    }
+    (acked, None)
+}
+
 fn keys_of(doc: &samod::DocHandle) -> BTreeSet<String> {
     doc.with_document(|d| root_keys(d).into_iter().collect())
 }
@@ -162,22 +186,7 @@ async fn a_failed_sync_refuses_the_write_and_the_server_recovers_in_place() {
     let client = Client::connect(&server, &writer).await;
     let doc = client.must_find(&writer.contributions_doc).await;
 
-    let mut acked = BTreeSet::new();
-    let mut refused = None;
-    for i in 0..60 {
-        let key = format!("s{i:03}");
-        raw_put(&doc, &key, "typed");
-        match acknowledged_or_refused(&server, &doc).await {
-            Some(true) => {
-                acked.insert(key);
-            }
-            Some(false) => {
-                refused = Some(key);
-                break;
-            }
-            None => panic!("{key} was neither acknowledged nor refused within a minute"),
-        }
-    }
+    let (acked, refused) = write_until_refused(&server, &doc, "s", 60, "typed").await;
     let refused = refused.expect("a write was refused once the sync failed");
     eprintln!(
         "sync failed after {} acknowledged writes; {refused} refused",
@@ -234,22 +243,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_and_the_server_saves_again
 
     // Write 100 KB values until one is not acknowledged: the disk is full.
     let value = "x".repeat(100_000);
-    let mut acked = BTreeSet::new();
-    let mut refused = None;
-    for i in 0..400 {
-        let key = format!("k{i:04}");
-        raw_put(&doc, &key, &value);
-        match acknowledged_or_refused(&server, &doc).await {
-            Some(true) => {
-                acked.insert(key);
-            }
-            Some(false) => {
-                refused = Some(key);
-                break;
-            }
-            None => panic!("{key} was neither acknowledged nor refused within a minute"),
-        }
-    }
+    let (acked, refused) = write_until_refused(&server, &doc, "k", 400, &value).await;
     let refused = refused.expect("the 12 MiB disk filled up within 400 writes of 100 KB");
     eprintln!(
         "disk full after {} acknowledged writes of 100 KB; {refused} refused",

@@ -663,6 +663,102 @@ fn frames_within_the_window_cost_each_peer_one_message() {
     assert_eq!(b.get(&doc, "k"), Some(19));
 }
 
+/// Edits by `a` and sends them: returns the token of the store that
+/// holds every later message of the document until it finishes.
+fn storing(fx: &mut Fixture, doc: &str, a: &mut Peer) -> StoreToken {
+    a.edit(doc, "from_a", 1);
+    let out = fx.send(a, doc);
+    let [(_, token)] = stores(&out)[..] else {
+        panic!("one store: {out:?}");
+    };
+    token
+}
+
+/// `p` edits `key` and sends it while a store is in flight.
+fn held(fx: &mut Fixture, doc: &str, p: &mut Peer, key: &str, value: i64) {
+    p.edit(doc, key, value);
+    assert!(fx.send(p, doc).is_empty(), "held at the barrier");
+}
+
+#[test]
+fn messages_held_by_a_store_are_applied_together_and_stored_in_one_store() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(9);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    let mut c = Peer::new("c", 3);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b, &mut c]);
+    let token = storing(&mut fx, &doc, &mut a);
+    held(&mut fx, &doc, &mut b, "from_b", 1);
+    held(&mut fx, &doc, &mut c, "from_c", 1);
+    // B's second message waits behind its first (the next run).
+    held(&mut fx, &doc, &mut b, "from_b", 2);
+    assert_eq!(fx.hub.stats().waiting_messages, 3);
+    let out = fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: token,
+    });
+    assert!(closes(&out).is_empty(), "{out:?}");
+    assert_eq!(
+        stores(&out).len(),
+        1,
+        "b's and c's changes in one store: {out:?}"
+    );
+    let hub = fx.hub.document(&doc).unwrap();
+    assert_eq!(
+        hub.get_heads().len(),
+        3,
+        "concurrent: a's change, b's last and c's"
+    );
+    // Everyone converges on the hub's copy once the store finishes.
+    let mut all = fx.store_all(out);
+    all.extend(fx.tick());
+    for p in [&mut a, &mut b, &mut c] {
+        for bytes in sends_to(&all, p.conn) {
+            p.receive(&bytes);
+        }
+    }
+    let heads = fx.hub.document(&doc).unwrap().get_heads();
+    for p in [&mut a, &mut b, &mut c] {
+        assert_eq!(p.doc(&doc).0.get_heads(), heads, "{} has everything", p.id);
+    }
+    assert_eq!(a.get(&doc, "from_b"), Some(2));
+    assert_eq!(a.get(&doc, "from_c"), Some(1));
+}
+
+#[test]
+fn a_bad_message_among_held_ones_fails_alone() {
+    let mut fx = Fixture::new();
+    let doc = doc_id(10);
+    let mut a = Peer::new("a", 1);
+    let mut b = Peer::new("b", 2);
+    let mut c = Peer::new("c", 3);
+    let mut d = Peer::new("d", 4);
+    synced(&mut fx, &doc, &mut [&mut a, &mut b, &mut c, &mut d]);
+    // D writes as B's actor with B's next sequence number: a different
+    // change under the same (actor, seq), which Automerge refuses.
+    let b_copy = b.doc(&doc).0.clone();
+    d.doc(&doc).0 = b_copy;
+    let token = storing(&mut fx, &doc, &mut a);
+    held(&mut fx, &doc, &mut b, "from_b", 1);
+    held(&mut fx, &doc, &mut c, "from_c", 1);
+    held(&mut fx, &doc, &mut d, "from_d", 1);
+    let out = fx.on(Event::Stored {
+        doc: doc.clone(),
+        upto: token,
+    });
+    let closed = closes(&out);
+    assert!(
+        matches!(closed.as_slice(), [(conn, CloseReason::DuplicateSeq { .. })] if *conn == d.conn),
+        "{closed:?}"
+    );
+    assert_eq!(stores(&out).len(), 1, "{out:?}");
+    let hub = fx.hub.document(&doc).unwrap();
+    assert!(hub.get(ROOT, "from_b").unwrap().is_some());
+    assert!(hub.get(ROOT, "from_c").unwrap().is_some());
+    assert!(hub.get(ROOT, "from_d").unwrap().is_none());
+}
+
 #[test]
 fn a_document_without_peers_is_unloaded_after_the_idle_time() {
     let mut fx = Fixture::new();

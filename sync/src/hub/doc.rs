@@ -281,17 +281,19 @@ impl Doc {
         }
     }
 
-    /// Applies messages in order, then the server's waiting writes; then
-    /// stores, in one store, every change they added, and marks every peer
-    /// dirty if there were any.
+    /// Applies messages in order (see [`apply_run`]), then the server's
+    /// waiting writes; then stores, in one store, every change they added,
+    /// and marks every peer dirty if there were any.
     fn apply(&mut self, ctx: &mut Ctx<'_>, batch: Vec<Waiting>) {
         let Some(doc) = self.content.as_mut() else {
             return;
         };
         let before = doc.get_heads();
-        for w in batch {
+        let mut batch = VecDeque::from(batch);
+        while !batch.is_empty() {
+            let run = next_run(&mut batch);
             if let Applied::Broken =
-                apply_one(&self.id, doc, &mut self.peers, &mut self.dirty, ctx, w)
+                apply_run(&self.id, doc, &mut self.peers, &mut self.dirty, ctx, run)
             {
                 // Nothing more is applied, stored or sent from this copy.
                 self.broken = true;
@@ -543,18 +545,112 @@ enum Applied {
     Broken,
 }
 
-/// Applies one message of `w.conn` to `doc` (see [`Doc::apply`]).
-fn apply_one(
+/// The longest prefix of `batch` with at most one message per connection
+/// (a connection's messages stay in order, each in a later run).
+fn next_run(batch: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+    let mut conns = BTreeSet::new();
+    let mut run = Vec::new();
+    while let Some(w) = batch.front() {
+        if !conns.insert(w.conn) {
+            break;
+        }
+        run.extend(batch.pop_front());
+    }
+    run
+}
+
+/// Applies a run of messages from different connections (see
+/// [`next_run`]).
+///
+/// Automerge 0.12 applies a set of changes by walking the whole history of
+/// every object they touch, however few they are: one keystroke into a
+/// long article costs as much as a hundred. So when several messages of
+/// the run carry changes (messages held while a store was in flight, the
+/// busy case), their admitted changes are applied together in one call,
+/// and each message is then received as usual (its changes are known by
+/// then, which Automerge checks by hash). Their order does not matter:
+/// messages of different connections are concurrent, and Automerge orders
+/// changes by their dependencies. Should the joint call fail, each message
+/// is then applied on its own, as one at a time would be: the bad one fails
+/// alone (what the joint call did apply is known by then). A document that is still
+/// empty takes its messages one by one (the first may create it, which
+/// changes how the others are answered).
+///
+/// The gate judges each message against the copy before the joint call, so
+/// a change that two messages of the run both carry is judged for each: a
+/// phone relaying another's change passes the change's signature with it
+/// (see [`crate::authorship`]), so the second is accepted as it would be
+/// as a known change.
+fn apply_run(
     id: &str,
     doc: &mut Automerge,
     peers: &mut BTreeMap<ConnId, PeerDoc>,
     dirty: &mut BTreeSet<ConnId>,
     ctx: &mut Ctx<'_>,
-    w: Waiting,
+    run: Vec<Waiting>,
 ) -> Applied {
-    let Some(p) = peers.get_mut(&w.conn) else {
+    if run.len() < 2 || doc.get_heads().is_empty() {
+        for w in run {
+            if let Some(a) = admit(id, doc, peers, dirty, ctx, w)
+                && let Applied::Broken = receive(id, doc, peers, dirty, ctx, a)
+            {
+                return Applied::Broken;
+            }
+        }
         return Applied::Done;
-    };
+    }
+    let admitted: Vec<Admitted> = run
+        .into_iter()
+        .filter_map(|w| admit(id, doc, peers, dirty, ctx, w))
+        .collect();
+    let carrying = admitted
+        .iter()
+        .filter(|a| !a.message.changes.is_empty())
+        .count();
+    if carrying > 1 {
+        let joined: Vec<u8> = admitted
+            .iter()
+            .flat_map(|a| a.message.changes.iter())
+            .flatten()
+            .copied()
+            .collect();
+        // A panic leaves the copy untrustworthy, as in `receive`; which
+        // message caused it is unknown, so every peer hears the document
+        // is reloaded.
+        if catch_unwind(AssertUnwindSafe(|| doc.load_incremental(&joined))).is_err() {
+            return Applied::Broken;
+        }
+    }
+    for a in admitted {
+        if let Applied::Broken = receive(id, doc, peers, dirty, ctx, a) {
+            return Applied::Broken;
+        }
+    }
+    Applied::Done
+}
+
+/// A message the gate let through, about to be received.
+struct Admitted {
+    conn: ConnId,
+    message: SyncMessage,
+    /// It says something the previous message of its peer did not.
+    news: bool,
+    /// The document is empty and this peer may not create it: answered
+    /// unavailable.
+    offer_nothing: bool,
+}
+
+/// Asks the gate about one message of `w.conn` (see [`Doc::apply`]):
+/// `None` when the gate closed the connection (or it is gone).
+fn admit(
+    id: &str,
+    doc: &Automerge,
+    peers: &mut BTreeMap<ConnId, PeerDoc>,
+    dirty: &mut BTreeSet<ConnId>,
+    ctx: &mut Ctx<'_>,
+    w: Waiting,
+) -> Option<Admitted> {
+    let p = peers.get_mut(&w.conn)?;
     let Waiting {
         conn,
         kind,
@@ -597,12 +693,38 @@ fn apply_one(
                         label,
                     },
                 );
-                return Applied::Done;
+                return None;
             }
         };
     }
     // Changes can fill in dependencies and so change what the hub needs.
     let news = news || !message.changes.is_empty();
+    Some(Admitted {
+        conn,
+        message,
+        news,
+        offer_nothing,
+    })
+}
+
+/// Receives one admitted message into `doc` and the sync state of its peer.
+fn receive(
+    id: &str,
+    doc: &mut Automerge,
+    peers: &mut BTreeMap<ConnId, PeerDoc>,
+    dirty: &mut BTreeSet<ConnId>,
+    ctx: &mut Ctx<'_>,
+    a: Admitted,
+) -> Applied {
+    let Admitted {
+        conn,
+        message,
+        news,
+        offer_nothing,
+    } = a;
+    let Some(p) = peers.get_mut(&conn) else {
+        return Applied::Done;
+    };
     // Automerge takes a message without changes whose heads equal ours as
     // proof that the peer knows our heads, and then stays silent. Here the
     // peer may have sent it before our answer to its changes (held by the

@@ -175,6 +175,40 @@ async fn says_why_and_recovers_in_place(server: &mut Server, room: impl FnOnce()
     assert_eq!(server.metric("klad_store_broken").await, 0);
 }
 
+/// True once the reconnecting writer's document is acknowledged (within a
+/// minute): what was refused before is stored now.
+async fn stored_after_reconnecting(doc: &samod::DocHandle) -> bool {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !acknowledged(doc, Duration::from_secs(2)).await {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Restarts the server and checks, as `reader`, that the document `doc_id`
+/// holds every key of `expected`; then stops the server cleanly.
+async fn all_on_disk_after_a_restart(
+    server: &mut Server,
+    reader: &Member,
+    doc_id: &str,
+    expected: &BTreeSet<String>,
+) {
+    server.restart().await;
+    let check = Client::connect(server, reader).await;
+    let cdoc = check.must_find(doc_id).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !expected.is_subset(&keys_of(&cdoc)) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("after a restart the server has every acknowledged write, and the refused one");
+    check.stop().await;
+    assert!(server.terminate(), "the server exits cleanly");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_refuses_the_write_and_the_server_recovers_in_place() {
     // The store's 30th sync of its log fails, and every later one, until the
@@ -195,35 +229,15 @@ async fn a_failed_sync_refuses_the_write_and_the_server_recovers_in_place() {
     says_why_and_recovers_in_place(&mut server, || {}).await;
 
     // The writer reconnects by itself; its refused write is stored now.
-    let stored = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if acknowledged(&doc, Duration::from_secs(2)).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
     assert!(
-        stored.is_ok(),
+        stored_after_reconnecting(&doc).await,
         "the refused write is stored after the restart"
     );
     client.stop().await;
 
-    server.restart().await;
-    let check = Client::connect(&server, &reader).await;
-    let cdoc = check.must_find(&writer.contributions_doc).await;
     let mut expected = acked;
     expected.insert(refused);
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while !expected.is_subset(&keys_of(&cdoc)) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("every acknowledged write, and the refused one, is on disk");
-    check.stop().await;
-    assert!(server.terminate(), "the server exits cleanly");
+    all_on_disk_after_a_restart(&mut server, &reader, &writer.contributions_doc, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,17 +271,8 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_and_the_server_saves_again
     says_why_and_recovers_in_place(&mut server, || fs.resize(64)).await;
 
     // The writer, which reconnects by itself, gets its refused write stored.
-    let stored = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if acknowledged(&doc, Duration::from_secs(2)).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
     assert!(
-        stored.is_ok(),
+        stored_after_reconnecting(&doc).await,
         "the refused write is stored once there is room again"
     );
     raw_put(&doc, "after", "room again");
@@ -278,19 +283,8 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_and_the_server_saves_again
     client.stop().await;
 
     // Everything acknowledged is on disk: a restarted server has it.
-    server.restart().await;
-    let check = Client::connect(&server, &reader).await;
-    let cdoc = check.must_find(&writer.contributions_doc).await;
-    let mut expected = acked.clone();
+    let mut expected = acked;
     expected.insert(refused);
     expected.insert("after".into());
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while !expected.is_subset(&keys_of(&cdoc)) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("after a restart the server has every acknowledged write");
-    check.stop().await;
-    assert!(server.terminate(), "the server exits cleanly");
+    all_on_disk_after_a_restart(&mut server, &reader, &writer.contributions_doc, &expected).await;
 }

@@ -489,11 +489,48 @@ async fn shutdown_signal() {
     }
 }
 
+/// Connections the kernel queues for the server before it accepts them
+/// (capped by the system's `net.core.somaxconn`). A neighbourhood opening
+/// the app at once overflows the usual 128, and a client whose connection
+/// was dropped from a full queue tries again only a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` (host:port; the first of its addresses
+/// that can be bound), with [`LISTEN_BACKLOG`].
+async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let bound = (|| {
+            let socket = if a.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            // As the standard library does: a restarted server can listen
+            // again while connections of the last run linger.
+            #[cfg(unix)]
+            socket.set_reuseaddr(true)?;
+            socket.bind(a)?;
+            socket.listen(LISTEN_BACKLOG)
+        })();
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address names no host that can be reached",
+        )
+    }))
+}
+
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = match inherited_listener()? {
         Some(l) => l,
-        None => tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| {
+        None => listen(&cfg.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "Could not listen on {} ({e}). Choose another address with --listen or KLAD_LISTEN.",
                 cfg.listen

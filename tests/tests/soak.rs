@@ -58,6 +58,11 @@ fn a_short_soak_samples_the_server_and_draws_it() {
     );
     assert!(report.contains("resident memory after warm-up: spread"));
     assert!(report.contains("open file descriptors:"));
+    // The documents' own memory, weighed in a child process.
+    assert!(
+        report.contains("the 2 documents themselves take"),
+        "{report}"
+    );
 
     let csv = std::fs::read_to_string(dir.path().join("soak-klad-20.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv

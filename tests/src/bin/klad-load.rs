@@ -119,6 +119,72 @@ struct Cli {
     /// per run, named after the server and the number of clients.
     #[arg(long, requires = "sample_secs")]
     soak_out: Option<PathBuf>,
+
+    /// Internal: load every saved document in DIR and print how much this
+    /// process's resident memory grew, in KiB (the soak runs it as a child).
+    #[arg(long, hide = true)]
+    doc_memory: Option<PathBuf>,
+}
+
+/// `--doc-memory DIR`: loads every file of `dir` as an Automerge document,
+/// keeps them all, and prints the growth of resident memory in KiB.
+fn doc_memory(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let ticks = load::procfs::clock_ticks();
+    let rss = || load::procfs::sample(None, ticks).map_or(0, |s| s.rss_kib);
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("could not read {}", dir.display()))?
+    {
+        files.push(std::fs::read(entry?.path())?);
+    }
+    let before = rss();
+    let mut docs = Vec::new();
+    for bytes in &files {
+        docs.push(automerge::Automerge::load(bytes).context("a saved document did not load")?);
+    }
+    let after = rss();
+    drop(docs);
+    Ok(after.saturating_sub(before))
+}
+
+/// What the documents of a soak take in memory, KiB: `saved` loaded in a
+/// fresh child process (this program with `--doc-memory`), so that nothing
+/// else of the run counts.
+fn documents_kib(saved: &[Vec<u8>]) -> anyhow::Result<u64> {
+    let dir = tempfile::tempdir()?;
+    for (i, bytes) in saved.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{i}.automerge")), bytes)?;
+    }
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--doc-memory")
+        .arg(dir.path())
+        .output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// The soak's memory growth after warm-up set against what the documents
+/// themselves take at the end (they grow with every edit).
+fn memory_against_documents(r: &RunResult) -> String {
+    let Some(f) = load::soak::flatness(&r.samples) else {
+        return String::new();
+    };
+    let after = &r.samples[f.warmup.min(r.samples.len() - 1)..];
+    let (first, last) = (after[0].rss_kib, after[after.len() - 1].rss_kib);
+    let growth = last as f64 - first as f64;
+    match documents_kib(&r.saved_docs) {
+        Ok(docs) => format!(
+            "- resident memory grew {:.1} MiB from the end of warm-up to the last sample; the {} documents themselves take {:.1} MiB at the end (loaded in a fresh process), so {:.1} MiB of the growth ({:.1} % of the memory at the end of warm-up) is not the documents\n",
+            growth / 1024.0,
+            r.saved_docs.len(),
+            docs as f64 / 1024.0,
+            (growth - docs as f64) / 1024.0,
+            (growth - docs as f64) * 100.0 / first.max(1) as f64
+        ),
+        Err(e) => format!("- what the documents take in memory could not be measured: {e:#}\n"),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for now.
@@ -167,6 +233,9 @@ fn soak_report(
         r.clients,
         load::soak::summary(&r.samples)
     );
+    if !r.saved_docs.is_empty() {
+        text.push_str(&memory_against_documents(r));
+    }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
@@ -221,6 +290,18 @@ fn js_versions(js_dir: &std::path::Path) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.doc_memory {
+        return match doc_memory(dir) {
+            Ok(kib) => {
+                println!("{kib}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -80,6 +80,9 @@ pub struct RunResult {
     pub server_rss_peak_kib: u64,
     /// The soak's samples during the steady load (empty unless asked for).
     pub samples: Vec<super::soak::Sample>,
+    /// The soak: each document as its first client had it at the end
+    /// (`Automerge::save`), to weigh what the documents take in memory.
+    pub saved_docs: Vec<Vec<u8>>,
     /// The server's resident memory at the end of the load, KiB.
     pub server_rss_end_kib: u64,
     /// The server's CPU seconds during the window.
@@ -141,6 +144,7 @@ impl RunResult {
             mean_body_chars: 0,
             server_rss_peak_kib: 0,
             samples: Vec::new(),
+            saved_docs: Vec::new(),
             server_rss_end_kib: 0,
             server_cpu_window: 0.0,
             server_cpu_total: 0.0,

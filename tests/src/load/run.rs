@@ -315,6 +315,14 @@ pub async fn run(kind: Kind, clients: usize, plan: &Plan) -> anyhow::Result<RunR
     result.server_rss_end_kib = rss_kib;
     result.server_rss_peak_kib = peak_kib;
 
+    if plan.sample_every.is_some() {
+        result.saved_docs = connected
+            .iter()
+            .filter_map(|g| g.first())
+            .map(|c| c.doc.with_document(|d| d.save()))
+            .collect();
+    }
+
     // Did every document converge, and is it still a klad-core text document?
     let mut lens = Vec::new();
     for group in &connected {

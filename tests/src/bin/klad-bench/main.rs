@@ -7,8 +7,10 @@
 //! store_write.rs), `typing` (the phone's replica typing offline),
 //! `storm` (N members open the app at once; see storm.rs), `idle` (memory
 //! per idle connection; see idle.rs), `desk` (the web desk's page times
-//! for 50 members and 2,000 contributions; see desk.rs) or `nodes` (one
-//! klad-server node against two and three on PostgreSQL; see nodes.rs).
+//! for 50 members and 2,000 contributions; see desk.rs), `nodes` (one
+//! klad-server node against two and three on PostgreSQL; see nodes.rs) or
+//! `apply-cost` (what applying a received change costs against the size of
+//! the text; see apply.rs).
 //!
 //! core-editing: replays the automerge-paper trace (259,778 edits; CC BY 4.0,
 //! see tests/data/README.md) through klad-core's public edit API and through
@@ -19,6 +21,7 @@
 use std::process::Command;
 use std::time::Instant;
 
+mod apply;
 mod desk;
 mod idle;
 mod nodes;
@@ -240,6 +243,7 @@ fn main() -> anyhow::Result<()> {
         ["store-load"] => start::store_load(),
         ["store-write"] => store_write::run(),
         ["wire"] => tokio_main(wire::run()),
+        ["apply-cost"] => apply::run(),
         ["typing"] => typing::run(),
         ["typing-raw"] => typing::raw(),
         ["storm", rest @ ..] => tokio_main(storm::run(rest)),
@@ -247,7 +251,7 @@ fn main() -> anyhow::Result<()> {
         ["desk"] => tokio_main(desk::run()),
         ["nodes"] => tokio_main(nodes::run()),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, store-write, typing, storm, idle or desk"
+            "unknown benchmark {other:?}; choose core-editing, wire, start, store-load, store-write, typing, storm, idle, desk, nodes or apply-cost"
         ),
     }
 }

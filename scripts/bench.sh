@@ -3,7 +3,7 @@
 # tables of docs/BENCHMARKS.md rewritten with the results.
 #
 #   bash scripts/bench.sh            # everything, then docs/BENCHMARKS.md
-#   bash scripts/bench.sh core wire  # only these parts (core wire start load phone typing storm idle)
+#   bash scripts/bench.sh core wire  # only these parts (core wire start load phone typing storm idle apply)
 #
 # Each part prints Markdown to target/bench/<part>.md; the script then puts
 # each part's file between its `<!-- bench:<part> -->` markers in
@@ -24,7 +24,7 @@ OUT="$TARGET/bench"
 DOC="$ROOT/docs/BENCHMARKS.md"
 mkdir -p "$OUT"
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(core wire start load phone typing storm idle)
+[ ${#parts[@]} -gt 0 ] || parts=(core wire start load phone typing storm idle apply)
 
 # The editing trace is in the repository (tests/data, with its attribution);
 # KLAD_SHARED_DATA points the tests at another directory holding it.
@@ -82,8 +82,11 @@ run_part() {
         "$BENCH" idle --connections 1000,5000,10000 --js --js-connections 1000,2000
         echo "#### The same with bare connections (\`--join-only\`: they join and open no document)"; echo
         "$BENCH" idle --connections 1000,5000,10000 --join-only; } > "$OUT/idle.md" ;;
+    apply)
+      { echo "Command: \`cargo run --release -p klad-tests --bin klad-bench -- apply-cost\`"; echo
+        "$BENCH" apply-cost; } > "$OUT/apply.md" ;;
     *)
-      echo "error: unknown part '$part'; choose from core wire start load phone typing storm idle" >&2
+      echo "error: unknown part '$part'; choose from core wire start load phone typing storm idle apply" >&2
       return 1 ;;
   esac
   cat "$OUT/$part.md"

@@ -17,7 +17,9 @@
 //!   document to anyone (no forwarded change, no heads that acknowledge one)
 //!   and holds the document's further inbound messages; when its
 //!   [`Event::Stored`] arrives, the messages due go out first and the held
-//!   messages are applied together, in one next store. So nothing a peer
+//!   messages are applied together (their changes in one Automerge call,
+//!   which walks the edited text once however many there are), in one next
+//!   store. So nothing a peer
 //!   receives depends on a change that is not on disk, and a busy document
 //!   still gets a send at every finished store (group commit, no starvation).
 //!   A store holds exactly the changes Automerge applied (never bytes it

@@ -15,41 +15,31 @@ use std::time::Instant;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc};
+use klad_tests::hostile::Rng;
 
 /// Changes applied per size.
 const CHANGES: usize = 200;
-
-/// A small deterministic generator (no dependency, the same spots every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((self.0 >> 33) as usize) % n.max(1)
-    }
-}
 
 pub fn run() -> anyhow::Result<()> {
     println!(
         "| text (characters) | one call per change (µs per change) | {CHANGES} changes in one call (µs per change) | ratio |"
     );
     println!("|--:|--:|--:|--:|");
-    let mut rng = Lcg(42);
+    let mut rng = Rng::new(42);
+    // A spot in a text of `len` characters (its end included).
+    let mut spot = |len: usize| rng.below(len as u64 + 1) as usize;
     for size in [1_000usize, 5_000, 20_000, 50_000, 100_000] {
         let mut a = AutoCommit::new().with_actor(ActorId::from(b"typist-a".to_vec()));
         let text = a.put_object(ROOT, "body", ObjType::Text)?;
         while a.length(&text) < size {
-            let at = rng.below(a.length(&text) + 1);
+            let at = spot(a.length(&text));
             a.splice_text(&text, at, 0, "word ")?;
             a.commit();
         }
         let mut b = a.fork().with_actor(ActorId::from(b"typist-b".to_vec()));
         let base = a.get_heads();
         for _ in 0..CHANGES {
-            let at = rng.below(b.length(&text) + 1);
+            let at = spot(b.length(&text));
             b.splice_text(&text, at, 0, "new ")?;
             b.commit();
         }

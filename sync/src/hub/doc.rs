@@ -11,6 +11,7 @@ use automerge::sync::{self, ChunkList, Message as SyncMessage, SyncDoc};
 use automerge::{Automerge, AutomergeError, ChangeHash, ReadDoc, SaveOptions};
 
 use super::close::CloseReason;
+use super::forward::{self, Recent};
 use super::frames;
 use super::gate::{Admission, Gate, Inbound};
 use super::{ConnId, Effect, StoreToken, WriteId};
@@ -134,6 +135,8 @@ pub(super) struct Doc {
     unload_at: Option<u64>,
     /// Answers to peers that have nothing yet, for the current heads.
     first_answers: FirstAnswers,
+    /// The changes of the last stores, to forward to settled peers.
+    recent: Recent,
     /// Automerge failed (panicked) while applying a message: the copy in
     /// memory cannot be trusted, so the hub drops it (see [`Doc::broken`]).
     broken: bool,
@@ -157,6 +160,7 @@ impl Doc {
             flush_at: None,
             unload_at: None,
             first_answers: FirstAnswers::default(),
+            recent: Recent::default(),
             broken: false,
         }
     }
@@ -369,6 +373,7 @@ impl Doc {
             });
             self.storing = Some(token);
             self.dirty.extend(self.peers.keys().copied());
+            self.recent.record(before, after, new);
         }
         if !self.dirty.is_empty() && self.flush_at.is_none() {
             self.flush_at = Some(ctx.now + ctx.window_ms);
@@ -395,7 +400,7 @@ impl Doc {
         let heads = doc.get_heads();
         if self.first_answers.heads != heads {
             self.first_answers = FirstAnswers {
-                heads,
+                heads: heads.clone(),
                 answers: Vec::new(),
             };
         }
@@ -419,8 +424,8 @@ impl Doc {
                 continue;
             }
             let before = first.then(|| p.sync.clone());
-            if let Some(msg) = doc.generate_sync_message(&mut p.sync) {
-                let msg = without_orphans(doc, msg).encode();
+            if let Some(msg) = generate(doc, &heads, &self.recent, &mut p.sync) {
+                let msg = msg.encode();
                 if let Some(before) = before
                     && self.first_answers.answers.len() < FIRST_ANSWERS
                     && msg.len() <= FIRST_ANSWER_BYTES
@@ -513,6 +518,39 @@ impl Doc {
     pub fn peer_conns(&self) -> Vec<ConnId> {
         self.peers.keys().copied().collect()
     }
+}
+
+/// The message `state` calls for: forwarded from `recent` when the peer is
+/// settled (see [`forward`]), else Automerge's own.
+fn generate(
+    doc: &Automerge,
+    heads: &[ChangeHash],
+    recent: &Recent,
+    state: &mut sync::State,
+) -> Option<SyncMessage> {
+    #[cfg(debug_assertions)]
+    let copy = state.clone();
+    let Some(msg) = forward::forward(doc, heads, recent, state) else {
+        return doc
+            .generate_sync_message(state)
+            .map(|msg| without_orphans(doc, msg));
+    };
+    // Every test and simulation in a debug build checks the forwarded
+    // message and sync state against Automerge's own.
+    #[cfg(debug_assertions)]
+    {
+        let mut copy = copy;
+        let expected = doc.generate_sync_message(&mut copy);
+        assert_eq!(
+            msg, expected,
+            "a forwarded message differs from Automerge's"
+        );
+        assert_eq!(
+            *state, copy,
+            "forwarding left another sync state than Automerge"
+        );
+    }
+    msg
 }
 
 /// The chunk type of a whole document in Automerge's storage format (the

@@ -71,6 +71,7 @@
 
 mod close;
 mod doc;
+mod forward;
 mod frames;
 mod gate;
 

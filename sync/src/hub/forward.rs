@@ -21,8 +21,11 @@ use automerge::sync::{self, ChunkList, Message as SyncMessage, MessageVersion, S
 use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 
 /// At most this many changes are kept for forwarding (a peer further
-/// behind takes Automerge's path).
-const RECENT_CHANGES: usize = 256;
+/// behind takes Automerge's path). Settled peers are at most a store or two
+/// behind; each change kept costs its bytes and Automerge's parse of them
+/// (about a kilobyte for a keystroke batch) for as long as the document is
+/// loaded.
+const RECENT_CHANGES: usize = 32;
 
 /// The document's last stores: for each, the heads before it and the
 /// changes it added (all changes that are not ancestors of those heads, in

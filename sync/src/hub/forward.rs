@@ -142,3 +142,135 @@ pub(super) fn forward(
     }
     Some(Some(message))
 }
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ROOT, sync::SyncDoc};
+
+    use super::*;
+
+    fn edit(doc: &mut Automerge, key: &str, value: &str) {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, key, value).unwrap();
+        tx.commit();
+    }
+
+    /// Messages both ways until neither side has anything to say.
+    fn settle(a: &mut Automerge, sa: &mut sync::State, b: &mut Automerge, sb: &mut sync::State) {
+        for _ in 0..20 {
+            let ab = a.generate_sync_message(sa);
+            let ba = b.generate_sync_message(sb);
+            if ab.is_none() && ba.is_none() {
+                return;
+            }
+            if let Some(m) = ab {
+                b.receive_sync_message(sb, m).unwrap();
+            }
+            if let Some(m) = ba {
+                a.receive_sync_message(sa, m).unwrap();
+            }
+        }
+        panic!("the two documents did not settle");
+    }
+
+    /// `forward` takes `state` and gives exactly what Automerge gives.
+    fn forwards_as_automerge(doc: &Automerge, recent: &Recent, state: &sync::State) {
+        let mut ours = state.clone();
+        let forwarded = forward(doc, &doc.get_heads(), recent, &mut ours);
+        let mut theirs = state.clone();
+        let expected = doc.generate_sync_message(&mut theirs);
+        assert_eq!(
+            forwarded,
+            Some(expected),
+            "the message differs for {state:?}"
+        );
+        assert_eq!(ours, theirs, "the sync state differs");
+    }
+
+    /// The hub receives `peer`'s message and records what it added.
+    fn receive(hub: &mut Automerge, state: &mut sync::State, recent: &mut Recent, m: SyncMessage) {
+        let before = hub.get_heads();
+        hub.receive_sync_message(state, m).unwrap();
+        let new = hub.get_changes(&before);
+        recent.record(before, hub.get_heads(), new);
+    }
+
+    #[test]
+    fn settled_and_lagging_peers_get_what_automerge_would_send() {
+        let mut hub = Automerge::new();
+        let mut writer = Automerge::new();
+        let mut reader = Automerge::new();
+        let (mut hub_w, mut w_hub) = (sync::State::new(), sync::State::new());
+        let (mut hub_r, mut r_hub) = (sync::State::new(), sync::State::new());
+        // Ten changes: Automerge sends a small document whole when a third
+        // of it is new, and leaves forwarding to larger ones.
+        for n in 0..10 {
+            edit(&mut writer, "title", &format!("Artikel {n}"));
+        }
+        settle(&mut hub, &mut hub_w, &mut writer, &mut w_hub);
+        settle(&mut hub, &mut hub_r, &mut reader, &mut r_hub);
+        let mut recent = Recent {
+            after: hub.get_heads(),
+            ..Recent::default()
+        };
+
+        // A settled reader: the hub has nothing new for it.
+        forwards_as_automerge(&hub, &recent, &hub_r);
+
+        // The writer edits twice; the reader hears of neither yet.
+        let lagging = hub_r.clone();
+        for (n, text) in ["Eerste zin.", "Tweede zin."].into_iter().enumerate() {
+            edit(&mut writer, &format!("body{n}"), text);
+            let m = writer.generate_sync_message(&mut w_hub).unwrap();
+            receive(&mut hub, &mut hub_w, &mut recent, m);
+            forwards_as_automerge(&hub, &recent, &hub_r);
+        }
+        // One store behind and two stores behind alike.
+        forwards_as_automerge(&hub, &recent, &lagging);
+
+        // The forwarded message reaches the reader, which answers; the
+        // answer (same heads as the hub's) is forwarded as Automerge would.
+        let m = forward(&hub, &hub.get_heads(), &recent, &mut hub_r)
+            .unwrap()
+            .unwrap();
+        assert!(!m.changes.is_empty(), "the new changes were not forwarded");
+        reader.receive_sync_message(&mut r_hub, m).unwrap();
+        assert_eq!(reader.get_heads(), hub.get_heads());
+        let answer = reader.generate_sync_message(&mut r_hub).unwrap();
+        hub.receive_sync_message(&mut hub_r, answer).unwrap();
+        forwards_as_automerge(&hub, &recent, &hub_r);
+
+        // Sent once, not again: a second call finds the changes sent.
+        let mut again = lagging.clone();
+        forward(&hub, &hub.get_heads(), &recent, &mut again);
+        forwards_as_automerge(&hub, &recent, &again);
+    }
+
+    #[test]
+    fn a_peer_that_is_not_settled_takes_automerges_path() {
+        let mut hub = Automerge::new();
+        edit(&mut hub, "title", "Artikel 1");
+        let recent = Recent {
+            after: hub.get_heads(),
+            ..Recent::default()
+        };
+        // A new peer has told the hub nothing.
+        assert_eq!(
+            forward(&hub, &hub.get_heads(), &recent, &mut sync::State::new()),
+            None
+        );
+        // A peer whose heads the hub's recent stores do not start from.
+        let mut other = Automerge::new();
+        edit(&mut other, "title", "Iets anders");
+        let (mut s_hub, mut s_other) = (sync::State::new(), sync::State::new());
+        let m = other.generate_sync_message(&mut s_other).unwrap();
+        hub.receive_sync_message(&mut s_hub, m).unwrap();
+        let _ = hub.generate_sync_message(&mut s_hub);
+        let m = other.generate_sync_message(&mut s_other);
+        if let Some(m) = m {
+            hub.receive_sync_message(&mut s_hub, m).unwrap();
+        }
+        assert_eq!(forward(&hub, &hub.get_heads(), &recent, &mut s_hub), None);
+    }
+}

@@ -42,6 +42,11 @@
 //!   cost each peer at most one outbound message. A message that repeats the
 //!   previous one is not answered, which also ends the exchange with a peer
 //!   whose changes were refused.
+//! - **Forwarding is Automerge's answer.** A peer settled at the heads
+//!   before one of the document's last stores gets the new changes from the
+//!   copies built for the store (`forward.rs`), not built again per peer; the
+//!   message and sync state are exactly those Automerge would produce, which
+//!   a debug build checks on every forward.
 //! - **Every writer hears its changes are stored.** After a store, each
 //!   peer whose last message from the hub did not carry the hub's current
 //!   heads gets them, even when the peer's own message with those heads

@@ -232,7 +232,10 @@ impl Doc {
         if self.content.is_some() {
             return;
         }
-        self.content = Some(content.map_or_else(Automerge::new, |c| *c));
+        let content = content.map_or_else(Automerge::new, |c| *c);
+        // Peers that reach the loaded heads are settled, with nothing new.
+        self.recent = Recent::at(content.get_heads());
+        self.content = Some(content);
         let waiting: Vec<_> = self.waiting.drain(..).collect();
         self.apply(ctx, waiting);
         self.idle_check(ctx);

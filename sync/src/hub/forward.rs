@@ -40,6 +40,14 @@ pub(super) struct Recent {
 }
 
 impl Recent {
+    /// Nothing kept yet, the document's heads being `heads`.
+    pub fn at(heads: Vec<ChangeHash>) -> Self {
+        Recent {
+            after: heads,
+            ..Recent::default()
+        }
+    }
+
     /// The document went from `before` to `after` by adding `changes`.
     pub fn record(
         &mut self,
@@ -210,10 +218,7 @@ mod tests {
         }
         settle(&mut hub, &mut hub_w, &mut writer, &mut w_hub);
         settle(&mut hub, &mut hub_r, &mut reader, &mut r_hub);
-        let mut recent = Recent {
-            after: hub.get_heads(),
-            ..Recent::default()
-        };
+        let mut recent = Recent::at(hub.get_heads());
 
         // A settled reader: the hub has nothing new for it.
         forwards_as_automerge(&hub, &recent, &hub_r);
@@ -251,10 +256,7 @@ mod tests {
     fn a_peer_that_is_not_settled_takes_automerges_path() {
         let mut hub = Automerge::new();
         edit(&mut hub, "title", "Artikel 1");
-        let recent = Recent {
-            after: hub.get_heads(),
-            ..Recent::default()
-        };
+        let recent = Recent::at(hub.get_heads());
         // A new peer has told the hub nothing.
         assert_eq!(
             forward(&hub, &hub.get_heads(), &recent, &mut sync::State::new()),

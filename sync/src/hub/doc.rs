@@ -541,18 +541,7 @@ fn generate(
     // Every test and simulation in a debug build checks the forwarded
     // message and sync state against Automerge's own.
     #[cfg(debug_assertions)]
-    {
-        let mut copy = copy;
-        let expected = doc.generate_sync_message(&mut copy);
-        assert_eq!(
-            msg, expected,
-            "a forwarded message differs from Automerge's"
-        );
-        assert_eq!(
-            *state, copy,
-            "forwarding left another sync state than Automerge"
-        );
-    }
+    forward::check(doc, copy, &msg, state);
     msg
 }
 

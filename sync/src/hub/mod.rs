@@ -46,7 +46,9 @@
 //!   before one of the document's last stores gets the new changes from the
 //!   copies built for the store (`forward.rs`), not built again per peer; the
 //!   message and sync state are exactly those Automerge would produce, which
-//!   a debug build checks on every forward.
+//!   a debug build checks on every forward. (One exception, found by
+//!   fuzzing: a crafted message whose filter leaves out changes its own heads
+//!   include gets them again from Automerge; forwarding believes the heads.)
 //! - **Every writer hears its changes are stored.** After a store, each
 //!   peer whose last message from the hub did not carry the hub's current
 //!   heads gets them, even when the peer's own message with those heads

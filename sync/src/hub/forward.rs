@@ -5,10 +5,11 @@
 //! builds the same new change once for every peer of a document (most of
 //! its cost, and about a sixth of the hub's CPU at ten peers per document).
 //! The hub already has those changes once, built for the store. For a peer
-//! that is settled (it told the hub it has exactly the heads from before the
-//! new changes, needs nothing, and summarised what it has in one filter),
-//! the changes Automerge would send are known without walking the history:
-//! the new changes its filter does not contain, with everything that
+//! that is settled (its last message gave as its heads the document's heads
+//! before one of the last few stores, or its heads now; it needs nothing;
+//! it summarised what it has in one filter), the changes Automerge would
+//! send are known without walking the history: the changes of the stores
+//! since its heads that its filter does not contain, with everything that
 //! depends on one of them, less those already sent. So the hub lets
 //! Automerge write the rest of the message (heads, filter, need, flags, and
 //! the sync state's bookkeeping) with the peer's "read-only" mark set for
